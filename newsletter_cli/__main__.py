@@ -1,0 +1,3 @@
+from newsletter_cli.cli import cli
+
+cli(prog_name="newsletter")

@@ -1,0 +1,257 @@
+"""newsletter.toml plus the environment -> one frozen, validated Config.
+
+The whole file is checked before anything stops, so a user with three typos sees three lines,
+each naming the key, the line, what was expected and what was found.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import tomllib
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+from newsletter_cli.errors import ConfigError
+
+CONFIG_NAME = "newsletter.toml"
+DEFAULT_SENDGRID_HOST = "https://api.sendgrid.com"
+EMAIL_RE = re.compile(r"^[^@\s<>,;\"]+@[^@\s<>,;\"]+\.[^@\s<>,;\"]+$")
+LANGUAGE_RE = re.compile(r"^[A-Za-z]{2,3}(-[A-Za-z0-9]{2,8})*$")
+LOOPBACK_HOSTS = {"localhost", "127.0.0.1", "::1"}
+
+
+@dataclass(frozen=True)
+class Config:
+    path: Path
+    name: str
+    from_email: str
+    from_name: str
+    postal_address: str
+    website: str
+    language: str = "en"
+    reply_to: str | None = None
+    phones: tuple[tuple[str, str], ...] = ()
+    unsubscribe_url: str | None = None
+    unsubscribe_group_id: int | None = None
+    unsubscribe_mailto: str | None = None
+    sendgrid_host: str = DEFAULT_SENDGRID_HOST
+
+    @property
+    def root(self) -> Path:
+        """The newsletter folder: issues/, templates/ and .newsletter/ live here."""
+        return self.path.parent
+
+    @property
+    def templates_dir(self) -> Path:
+        return self.root / "templates"
+
+    @property
+    def state_dir(self) -> Path:
+        return self.root / ".newsletter"
+
+    @property
+    def unsubscribe_mode(self) -> str:
+        return "sendgrid" if self.unsubscribe_group_id is not None else "endpoint"
+
+
+# --- value checkers: return the clean value or raise ValueError("expected ...") ---------------
+
+
+def _text(value: Any) -> str:
+    if not isinstance(value, str) or not value.strip():
+        raise ValueError("expected a non-empty string")
+    if "\n" in value.strip() or "\r" in value:
+        raise ValueError("expected a single line of text")
+    return value.strip()
+
+
+def _email(value: Any) -> str:
+    if not isinstance(value, str) or not EMAIL_RE.match(value.strip()):
+        raise ValueError("expected an email address like news@clinic.example")
+    return value.strip()
+
+
+def _url(value: Any, *, https_only: bool = False) -> str:
+    parts = urlsplit(value) if isinstance(value, str) else None
+    if parts is None or parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ValueError("expected an absolute URL starting with https://")
+    if https_only and parts.scheme != "https" and parts.hostname not in LOOPBACK_HOSTS:
+        raise ValueError("expected an https:// URL (RFC 8058); http is allowed only on localhost")
+    return value.strip()
+
+
+def _website(value: Any) -> str:
+    return _url(value).rstrip("/") + "/"
+
+
+def _unsubscribe_url(value: Any) -> str:
+    url = _url(value, https_only=True)
+    if urlsplit(url).query:
+        raise ValueError("expected a URL without a query string (the token is added as ?token=)")
+    return url
+
+
+def _language(value: Any) -> str:
+    if not isinstance(value, str) or not LANGUAGE_RE.match(value):
+        raise ValueError("expected a language tag such as en or fr-CA")
+    return value
+
+
+def _group_id(value: Any) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+        raise ValueError("expected a positive whole number (SendGrid's unsubscribe group id)")
+    return value
+
+
+def _mailto(value: Any) -> str:
+    address = value.removeprefix("mailto:") if isinstance(value, str) else value
+    return "mailto:" + _email(address)
+
+
+def _phones(value: Any) -> tuple[tuple[str, str], ...]:
+    if not isinstance(value, dict) or not all(
+        isinstance(v, str) and re.search(r"\d", v) for v in value.values()
+    ):
+        raise ValueError('expected a table of label = "phone number"')
+    return tuple((str(label), number.strip()) for label, number in value.items())
+
+
+Checker = Callable[[Any], Any]
+
+# section -> key -> (checker, required, field name in Config)
+SCHEMA: dict[str, dict[str, tuple[Checker, bool, str]]] = {
+    "newsletter": {
+        "name": (_text, True, "name"),
+        "from_email": (_email, True, "from_email"),
+        "from_name": (_text, False, "from_name"),
+        "reply_to": (_email, False, "reply_to"),
+        "postal_address": (_text, True, "postal_address"),
+        "website": (_website, True, "website"),
+        "language": (_language, False, "language"),
+        "phones": (_phones, False, "phones"),
+    },
+    "unsubscribe": {
+        "url": (_unsubscribe_url, False, "unsubscribe_url"),
+        "sendgrid_group_id": (_group_id, False, "unsubscribe_group_id"),
+        "mailto": (_mailto, False, "unsubscribe_mailto"),
+    },
+    "sendgrid": {
+        "host": (_url, False, "sendgrid_host"),
+    },
+}
+
+
+def find_config(start: Path) -> Path:
+    """The newsletter.toml in ``start`` or the nearest parent, as MkDocs finds mkdocs.yml."""
+    start = start.resolve()
+    for folder in (start, *start.parents):
+        candidate = folder / CONFIG_NAME
+        if candidate.is_file():
+            return candidate
+    raise ConfigError(
+        f"no {CONFIG_NAME} in {start} or its parents; run 'newsletter init' to create one,"
+        " or pass --config PATH"
+    )
+
+
+def load_config(path: Path | None = None, environ: Mapping[str, str] | None = None) -> Config:
+    """Read and validate a newsletter.toml (found from the current folder when ``path`` is None)."""
+    environ = os.environ if environ is None else environ
+    path = find_config(Path.cwd()) if path is None else path
+    shown = display_path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError("file not found", shown) from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"cannot read: {exc}", shown) from None
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        line = _toml_error_line(str(exc))
+        raise ConfigError(f"invalid TOML: {str(exc).split(' (at line')[0]}", shown, line) from None
+
+    values, problems = _validate(data, text)
+    if problems:
+        lines = [f"{shown}:{line}: {msg}" if line else f"{shown}: {msg}" for line, msg in problems]
+        if len(lines) == 1:
+            raise ConfigError(lines[0])
+        raise ConfigError(f"{len(lines)} problems in {shown}:\n  " + "\n  ".join(lines))
+
+    values.setdefault("from_name", values["name"])
+    host = environ.get("SENDGRID_API_HOST", "").strip()
+    if host:
+        values["sendgrid_host"] = host
+    return Config(path=path.resolve(), **values)
+
+
+def _validate(data: dict[str, Any], text: str) -> tuple[dict[str, Any], list[tuple[int, str]]]:
+    values: dict[str, Any] = {}
+    problems: list[tuple[int, str]] = []
+    for section, table in data.items():
+        if section not in SCHEMA:
+            expected = ", ".join(f"[{name}]" for name in SCHEMA)
+            problems.append(
+                (_line_of(text, section, None), f"unknown section [{section}] (expected one of {expected})")
+            )
+            continue
+        if not isinstance(table, dict):
+            problems.append((_line_of(text, None, section), f"{section}: expected a [{section}] table"))
+            continue
+        for key, value in table.items():
+            line = _line_of(text, section, key)
+            if key not in SCHEMA[section]:
+                known = ", ".join(SCHEMA[section])
+                problems.append((line, f"[{section}] {key}: unknown key (expected one of {known})"))
+                continue
+            checker, _, field = SCHEMA[section][key]
+            try:
+                values[field] = checker(value)
+            except ValueError as exc:
+                problems.append((line, f"[{section}] {key}: {exc}, got {value!r}"))
+    for section, keys in SCHEMA.items():
+        for key, (_, required, _) in keys.items():
+            if required and key not in data.get(section, {}):
+                problems.append((0, f"[{section}] {key}: required key is missing"))
+    unsubscribe = data.get("unsubscribe", {})
+    if isinstance(unsubscribe, dict):
+        modes = [key for key in ("url", "sendgrid_group_id") if key in unsubscribe]
+        if not modes:
+            problems.append((0, "[unsubscribe]: set url (your own endpoint) or sendgrid_group_id"))
+        elif len(modes) == 2:
+            line = _line_of(text, "unsubscribe", "sendgrid_group_id")
+            problems.append((line, "[unsubscribe]: set url or sendgrid_group_id, not both"))
+    return values, problems
+
+
+def _line_of(text: str, section: str | None, key: str | None) -> int:
+    """Best-effort line number of ``key`` inside ``[section]`` (0 when not found)."""
+    current = None
+    for number, raw in enumerate(text.splitlines(), start=1):
+        line = raw.strip()
+        header = re.match(r"^\[\s*([^\]]+?)\s*\]", line)
+        if header:
+            current = header.group(1).split(".")[0].strip('"')
+            if key is None and current == section:
+                return number
+            continue
+        if key is not None and current == section and re.match(rf"^\"?{re.escape(key)}\"?\s*[=.]", line):
+            return number
+    return 0
+
+
+def _toml_error_line(message: str) -> int | None:
+    match = re.search(r"at line (\d+)", message)
+    return int(match.group(1)) if match else None
+
+
+def display_path(path: Path) -> str:
+    """A path as the user would type it: relative to the current folder when inside it."""
+    try:
+        return str(path.resolve().relative_to(Path.cwd().resolve()))
+    except ValueError:
+        return str(path)

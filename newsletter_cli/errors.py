@@ -1,0 +1,41 @@
+"""One family of errors: Click prints ``Error: <message>`` and exits 1, no traceback."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+
+class NewsletterError(click.ClickException):
+    """Any failure the user can fix; the message is one line naming the file and line."""
+
+    def __init__(self, message: str, path: Path | str | None = None, line: int | None = None):
+        self.path = Path(path) if path is not None else None
+        self.line = line
+        self.detail = message
+        super().__init__(located(message, path, line))
+
+
+def located(message: str, path: Path | str | None, line: int | None) -> str:
+    """Prefix a message with ``file:line:`` the way compilers and linters do."""
+    if path is None:
+        return message
+    where = f"{path}:{line}" if line else str(path)
+    return f"{where}: {message}"
+
+
+class ConfigError(NewsletterError):
+    """newsletter.toml is missing, unreadable or invalid."""
+
+
+class IssueError(NewsletterError):
+    """An issue file's front matter or body cannot be read."""
+
+
+class RenderError(NewsletterError):
+    """The issue could not be turned into an email (template, merge field, MJML)."""
+
+
+class SubscriberError(NewsletterError):
+    """The subscriber list cannot be read."""

@@ -1,0 +1,231 @@
+"""Issue + Config -> Rendered: the email's html and plain text, rendered once for the whole list.
+
+Markdown -> Jinja2 MJML template -> mjml-python -> premailer. Nothing here touches the network:
+premailer is told not to, and any stylesheet import (a web font) is hidden from cssutils, which
+would otherwise fetch it while parsing.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import jinja2
+from markupsafe import Markup
+from mjml import mjml2html
+from premailer import Premailer
+
+from newsletter_cli import markup, merge
+from newsletter_cli.config import Config
+from newsletter_cli.errors import RenderError
+from newsletter_cli.issue import Issue
+from newsletter_cli.merge import HTML_CONTEXT, TEXT_CONTEXT, MergeField
+
+PACKAGED_TEMPLATES = Path(__file__).parent / "templates"
+SENDGRID_UNSUBSCRIBE_TAG = "<%asm_group_unsubscribe_raw_url%>"
+GMAIL_CLIP_BYTES = 102 * 1024
+EMAIL_FIELD = MergeField("email", None, 0)
+UNSUBSCRIBE_FIELD = MergeField(merge.UNSUBSCRIBE_FIELD, None, 0)
+# premailer adds these presentational attributes from CSS; MJML already sets what Outlook needs.
+BASIC_ATTRIBUTES = ["width", "height", "bgcolor", "align", "valign", "background", "border"]
+PREHEADER_STYLE = (
+    "display:none;font-size:1px;line-height:1px;max-height:0;max-width:0;"
+    "opacity:0;overflow:hidden;mso-hide:all;"
+)
+# Spacers after the preheader keep the body's first words out of the inbox preview line.
+PREHEADER_PADDING = "&#847;&zwnj;&nbsp;" * 40
+
+
+@dataclass(frozen=True)
+class Message:
+    """One recipient's email, placeholders filled."""
+
+    subject: str
+    preheader: str
+    html: str
+    text: str
+
+
+@dataclass(frozen=True)
+class Rendered:
+    """An issue rendered once: html with NLH tokens, subject and text with NLT tokens."""
+
+    slug: str
+    subject: str
+    preheader: str
+    html: str
+    text: str
+    fields: tuple[MergeField, ...]
+
+    @property
+    def issue_fields(self) -> tuple[MergeField, ...]:
+        """The merge fields the issue itself uses (not the footer's email and unsubscribe)."""
+        return tuple(f for f in self.fields if f not in (EMAIL_FIELD, UNSUBSCRIBE_FIELD))
+
+    def personalize(self, row: Mapping[str, str]) -> Message:
+        fields = self.fields
+        return Message(
+            subject=merge.fill(self.subject, TEXT_CONTEXT, fields, row),
+            preheader=merge.fill(self.preheader, TEXT_CONTEXT, fields, row),
+            html=merge.fill(self.html, HTML_CONTEXT, fields, row),
+            text=merge.fill(self.text, TEXT_CONTEXT, fields, row),
+        )
+
+
+def template_environment(config: Config) -> jinja2.Environment:
+    """Templates come from the folder's templates/ first, then the packaged defaults."""
+    loader = jinja2.ChoiceLoader(
+        [jinja2.FileSystemLoader(config.templates_dir), jinja2.FileSystemLoader(PACKAGED_TEMPLATES)]
+    )
+    return jinja2.Environment(loader=loader, autoescape=True, undefined=jinja2.StrictUndefined)
+
+
+def render(issue: Issue, config: Config, columns: frozenset[str] | None = None) -> Rendered:
+    """Render an issue; with ``columns`` (the list's header), an unknown merge field is an error."""
+    path = issue.path
+    subject, subject_fields = merge.render_fields(issue.subject, path, issue.key_lines.get("subject", 2))
+    preheader, preheader_fields = merge.render_fields(
+        issue.preheader or "", path, issue.key_lines.get("preheader", 2)
+    )
+    body, body_fields = merge.render_fields(issue.body, path, issue.body_line)
+    fields = tuple(dict.fromkeys([*subject_fields, *preheader_fields, *body_fields]))
+    if columns is not None:
+        _check_columns(fields, columns, path)
+
+    document = markup.convert(body, config.website)
+    env = template_environment(config)
+    context = {
+        "newsletter": {
+            "name": config.name,
+            "from_name": config.from_name,
+            "website": config.website,
+            "website_label": _website_label(config.website),
+            "postal_address": config.postal_address,
+            "language": config.language,
+            "phones": [(label, number, _tel(number)) for label, number in config.phones],
+        },
+        "issue": {
+            "subject": subject,
+            "preheader": preheader,
+            "date": issue.date,
+            "date_text": f"{issue.date:%B} {issue.date.day}, {issue.date.year}" if issue.date else "",
+            "slug": issue.slug,
+        },
+        "email": EMAIL_FIELD.token(),
+        "unsubscribe_url": UNSUBSCRIBE_FIELD.token(),
+    }
+    mjml = _template(env, issue, issue.template).render(
+        **context, sections=[Markup(section) for section in document.sections]
+    )
+    text = _template(env, issue, _text_template_name(env, issue.template)).render(
+        **context, body=Markup(document.text.rstrip("\n"))
+    )
+    html = _inline_css(_mjml_to_html(mjml, issue.template))
+    html = _insert_preheader(html, preheader)
+
+    unsubscribe_value = SENDGRID_UNSUBSCRIBE_TAG if config.unsubscribe_mode == "sendgrid" else None
+    html, text = (_finish(part, unsubscribe_value) for part in (html, text))
+    return Rendered(
+        slug=issue.slug,
+        subject=merge.to_context(subject, TEXT_CONTEXT),
+        preheader=merge.to_context(preheader, TEXT_CONTEXT),
+        html=merge.to_context(html, HTML_CONTEXT),
+        text=merge.to_context(_tidy_text(text), TEXT_CONTEXT),
+        fields=(*fields, EMAIL_FIELD, *(() if unsubscribe_value else (UNSUBSCRIBE_FIELD,))),
+    )
+
+
+def _check_columns(fields: tuple[MergeField, ...], columns: frozenset[str], path: Path) -> None:
+    for field in fields:
+        if field.default is None and field.name not in columns:
+            known = ", ".join(sorted(columns)) or "none"
+            raise RenderError(
+                f"unknown merge field subscriber.{field.name}: the list has no such column "
+                f'(columns: {known}); add the column or a | default("...")',
+                path,
+                field.line,
+            )
+
+
+def _template(env: jinja2.Environment, issue: Issue, name: str) -> jinja2.Template:
+    try:
+        return env.get_template(name)
+    except jinja2.TemplateNotFound:
+        raise RenderError(
+            f"template {name!r} not found in templates/ or the packaged defaults",
+            issue.path,
+            issue.key_lines.get("template"),
+        ) from None
+    except jinja2.TemplateSyntaxError as exc:
+        raise RenderError(exc.message or "template syntax error", exc.filename or name, exc.lineno) from None
+
+
+def _text_template_name(env: jinja2.Environment, html_name: str) -> str:
+    """`foo.mjml.j2` pairs with `foo.txt.j2` when there is one, else the default text template."""
+    candidate = re.sub(r"(\.mjml)?(\.j2)?$", "", html_name) + ".txt.j2"
+    return candidate if candidate in env.list_templates() else "newsletter.txt.j2"
+
+
+def _mjml_to_html(mjml: str, template_name: str) -> str:
+    try:
+        return mjml2html(mjml, fonts={})
+    except ValueError as exc:
+        raise RenderError(f"MJML could not be rendered: {exc}", f"templates/{template_name}") from None
+
+
+def _inline_css(html: str) -> str:
+    """Inline the CSS, keeping @media rules, !important and MSO comments in <style> blocks."""
+    html = re.sub(
+        r"<style([^>]*)>(\s*@import[^<]*)</style>",
+        lambda m: f'<style{m.group(1)} data-premailer="ignore">{m.group(2)}</style>',
+        html,
+    )
+    inlined = Premailer(
+        html,
+        allow_network=False,
+        strip_important=False,
+        keep_style_tags=True,
+        disable_basic_attributes=BASIC_ATTRIBUTES,
+        cssutils_logging_level=logging.CRITICAL,
+        disable_validation=True,
+    ).transform()
+    inlined = inlined.replace(' data-premailer="ignore"', "")
+    if not inlined.lstrip().lower().startswith("<!doctype"):
+        inlined = "<!doctype html>\n" + inlined
+    return inlined
+
+
+def _insert_preheader(html: str, preheader: str) -> str:
+    """MJML's mj-preview lacks mso-hide:all, so Outlook would show it; write our own."""
+    if not preheader:
+        return html
+    text = Markup.escape(preheader)
+    block = f'<div class="nl-preheader" style="{PREHEADER_STYLE}">{text}{PREHEADER_PADDING}</div>'
+    return re.sub(r"(<body[^>]*>)", lambda m: m.group(1) + block, html, count=1)
+
+
+def _finish(part: str, unsubscribe_value: str | None) -> str:
+    if unsubscribe_value:
+        part = part.replace(UNSUBSCRIBE_FIELD.token(), unsubscribe_value)
+    return part
+
+
+def _tidy_text(text: str) -> str:
+    text = re.sub(r"[ \t]+\n", "\n", text)
+    return re.sub(r"\n{3,}", "\n\n", text).strip() + "\n"
+
+
+def _tel(number: str) -> str:
+    digits = re.sub(r"[^\d+]", "", number)
+    if not digits.startswith("+") and len(digits) == 10:
+        digits = "+1" + digits  # a North American number written without its country code
+    return f"tel:{digits}"
+
+
+def _website_label(url: str) -> str:
+    parts = urlsplit(url)
+    return (parts.netloc + parts.path).rstrip("/")

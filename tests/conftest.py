@@ -1,0 +1,112 @@
+"""Hermetic tests: no secrets from the caller's environment, no network but loopback."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+EXAMPLE_ISSUE = REPO / "issues" / "2022-12-baby-botox.md"
+CHROMIUM = "/usr/bin/chromium"
+SECRET_VARS = ("SENDGRID_API_KEY", "SENDGRID_API_HOST", "NEWSLETTER_SECRET")
+
+MINIMAL_CONFIG = """\
+[newsletter]
+name = "Test News"
+from_email = "news@test.example"
+postal_address = "1 Test Street, Testville"
+website = "https://test.example/"
+
+[unsubscribe]
+url = "https://test.example/unsubscribe"
+"""
+
+
+@pytest.fixture(autouse=True)
+def hermetic(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in SECRET_VARS:
+        monkeypatch.delenv(name, raising=False)
+
+
+@pytest.fixture(autouse=True)
+def no_internet(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Any connection or lookup outside 127.0.0.1/localhost fails the test that made it."""
+    real_connect = socket.socket.connect
+    real_getaddrinfo = socket.getaddrinfo
+
+    def connect(self: socket.socket, address: object) -> object:
+        host = address[0] if isinstance(address, tuple) else address
+        if self.family in (socket.AF_INET, socket.AF_INET6) and host not in ("127.0.0.1", "::1", "localhost"):
+            raise AssertionError(f"test tried to reach the network: {address!r}")
+        return real_connect(self, address)
+
+    def getaddrinfo(host: object, *args: object, **kwargs: object) -> object:
+        if host not in ("127.0.0.1", "::1", "localhost", None):
+            raise AssertionError(f"test tried to resolve {host!r}")
+        return real_getaddrinfo(host, *args, **kwargs)
+
+    monkeypatch.setattr(socket.socket, "connect", connect)
+    monkeypatch.setattr(socket, "getaddrinfo", getaddrinfo)
+
+
+@pytest.fixture
+def folder(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A minimal newsletter folder as the current directory."""
+    (tmp_path / "newsletter.toml").write_text(MINIMAL_CONFIG, encoding="utf-8")
+    (tmp_path / "issues").mkdir()
+    monkeypatch.chdir(tmp_path)
+    return tmp_path
+
+
+@pytest.fixture
+def write_issue(folder: Path):
+    """Write issues/test.md with the given body (and front matter) and return its path."""
+
+    def write(
+        body: str, front: str = 'subject: "Hello there, friends"\npreheader: "A short preheader"'
+    ) -> Path:
+        path = folder / "issues" / "test.md"
+        path.write_text(f"---\n{front}\n---\n{body}", encoding="utf-8")
+        return path
+
+    return write
+
+
+@pytest.fixture
+def browser():
+    """Real headless Chromium through Playwright (never a downloaded browser)."""
+    if not Path(CHROMIUM).exists():
+        if os.environ.get("NEWSLETTER_REQUIRE_BROWSER"):
+            pytest.fail(f"{CHROMIUM} is missing and NEWSLETTER_REQUIRE_BROWSER is set")
+        pytest.skip(f"{CHROMIUM} not installed")
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        chromium = playwright.chromium.launch(
+            executable_path=CHROMIUM,
+            args=[
+                "--no-sandbox",
+                "--disable-gpu",
+                "--disable-quic",
+                "--no-first-run",
+                "--disable-background-networking",
+                "--disable-component-update",
+                "--disable-sync",
+            ],
+        )
+        yield chromium
+        chromium.close()
+
+
+@pytest.fixture
+def example(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """The repository's own newsletter folder, copied so tests may write into it."""
+    for name in ("newsletter.toml", "subscribers.csv.example"):
+        shutil.copy(REPO / name, tmp_path / name)
+    shutil.copytree(REPO / "issues", tmp_path / "issues")
+    monkeypatch.chdir(tmp_path)
+    return tmp_path
