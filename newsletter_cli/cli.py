@@ -11,7 +11,8 @@ import click
 
 from newsletter_cli import __version__, scaffold
 from newsletter_cli import build as build_core
-from newsletter_cli.config import Config, display_path, load_config
+from newsletter_cli.config import Config, load_config
+from newsletter_cli.errors import display_path
 from newsletter_cli.issue import new_issue
 
 ISSUE_PATH = click.Path(exists=False, dir_okay=False, path_type=Path)
@@ -77,9 +78,7 @@ def build(
         newsletter build issues/2022-12-baby-botox.md
         newsletter build issues/2022-12-baby-botox.md --as ana@example.com --open
     """
-    result = build_core.build(
-        issue, _config(config_path), out_dir=out_dir, list_path=list_path, as_email=as_email
-    )
+    result = build_core.build(issue, _config(config_path), out_dir=out_dir, list_path=list_path, as_email=as_email)
     click.echo(
         f"Wrote {display_path(result.html_path)} ({result.html_bytes / 1024:.1f} KB) "
         f"and {display_path(result.text_path)}"

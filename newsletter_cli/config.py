@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from newsletter_cli.errors import ConfigError
+from newsletter_cli.errors import ConfigError, display_path
 
 CONFIG_NAME = "newsletter.toml"
 DEFAULT_SENDGRID_HOST = "https://api.sendgrid.com"
@@ -113,9 +113,7 @@ def _mailto(value: Any) -> str:
 
 
 def _phones(value: Any) -> tuple[tuple[str, str], ...]:
-    if not isinstance(value, dict) or not all(
-        isinstance(v, str) and re.search(r"\d", v) for v in value.values()
-    ):
+    if not isinstance(value, dict) or not all(isinstance(v, str) and re.search(r"\d", v) for v in value.values()):
         raise ValueError('expected a table of label = "phone number"')
     return tuple((str(label), number.strip()) for label, number in value.items())
 
@@ -153,8 +151,7 @@ def find_config(start: Path) -> Path:
         if candidate.is_file():
             return candidate
     raise ConfigError(
-        f"no {CONFIG_NAME} in {start} or its parents; run 'newsletter init' to create one,"
-        " or pass --config PATH"
+        f"no {CONFIG_NAME} in {start} or its parents; run 'newsletter init' to create one, or pass --config PATH"
     )
 
 
@@ -247,11 +244,3 @@ def _line_of(text: str, section: str | None, key: str | None) -> int:
 def _toml_error_line(message: str) -> int | None:
     match = re.search(r"at line (\d+)", message)
     return int(match.group(1)) if match else None
-
-
-def display_path(path: Path) -> str:
-    """A path as the user would type it: relative to the current folder when inside it."""
-    try:
-        return str(path.resolve().relative_to(Path.cwd().resolve()))
-    except ValueError:
-        return str(path)

@@ -21,8 +21,17 @@ def located(message: str, path: Path | str | None, line: int | None) -> str:
     """Prefix a message with ``file:line:`` the way compilers and linters do."""
     if path is None:
         return message
-    where = f"{path}:{line}" if line else str(path)
+    shown = display_path(path) if isinstance(path, Path) else path
+    where = f"{shown}:{line}" if line else shown
     return f"{where}: {message}"
+
+
+def display_path(path: Path) -> str:
+    """A path as the user would type it: relative to the current folder when inside it."""
+    try:
+        return str(path.resolve().relative_to(Path.cwd().resolve()))
+    except (ValueError, OSError):
+        return str(path)
 
 
 class ConfigError(NewsletterError):

@@ -73,8 +73,7 @@ def parse_issue(text: str, path: Path) -> Issue:
     if not isinstance(data, dict):
         raise IssueError("front matter must be 'key: value' lines", path, 2)
     key_lines = {
-        str(key.value): key.start_mark.line + 2
-        for key, _ in (node.value if isinstance(node, yaml.MappingNode) else [])
+        str(key.value): key.start_mark.line + 2 for key, _ in (node.value if isinstance(node, yaml.MappingNode) else [])
     }
 
     def fail(key: str, message: str) -> IssueError:
@@ -87,9 +86,7 @@ def parse_issue(text: str, path: Path) -> Issue:
         raise IssueError("front matter: 'subject' is required", path, 2)
     subject = _one_line(data["subject"], lambda m: fail("subject", m))
     preheader = (
-        _one_line(data["preheader"], lambda m: fail("preheader", m))
-        if data.get("preheader") is not None
-        else None
+        _one_line(data["preheader"], lambda m: fail("preheader", m)) if data.get("preheader") is not None else None
     )
     date = _date(data.get("date"), lambda m: fail("date", m))
     template = data.get("template") or DEFAULT_TEMPLATE

@@ -140,9 +140,7 @@ def _mjml_sections(md: MarkdownIt, blocks: Sequence[Block]) -> list[str]:
     def flush() -> None:
         if pending:
             body = _well_formed(_render_html(md, pending))
-            sections[-1].append(
-                f'<mj-text css-class="nl-content"><div class="nl-content">{body}</div></mj-text>'
-            )
+            sections[-1].append(f'<mj-text css-class="nl-content"><div class="nl-content">{body}</div></mj-text>')
             pending.clear()
 
     for block in blocks:

@@ -105,11 +105,11 @@ def render_fields(
     try:
         ast = env.parse(source, name=name)
         fields = list(_fields_in(ast, path, first_line))
-        return env.from_string(ast).render(), fields
+        code = env.compile(source, name=name, filename=name)
+        template = env.template_class.from_code(env, code, env.make_globals(None))
+        return template.render(), fields
     except jinja2.TemplateSyntaxError as exc:
-        raise RenderError(
-            exc.message or "template syntax error", path, first_line + (exc.lineno or 1) - 1
-        ) from None
+        raise RenderError(exc.message or "template syntax error", path, first_line + (exc.lineno or 1) - 1) from None
     except jinja2.UndefinedError as exc:
         raise RenderError(
             f"unknown variable: {exc.message}; merge fields are written subscriber.<column>",
@@ -117,6 +117,8 @@ def render_fields(
             _error_line(name, first_line),
         ) from None
     except RenderError as exc:
+        if exc.line is not None:
+            raise
         raise RenderError(exc.detail, path, _error_line(name, first_line)) from None
     except jinja2.TemplateError as exc:
         raise RenderError(str(exc), path, _error_line(name, first_line)) from None
@@ -155,14 +157,20 @@ def _subscriber_attr(node: nodes.Node) -> str | None:
 
 
 def _error_line(template_name: str, first_line: int) -> int | None:
-    """Jinja rewrites tracebacks so template frames carry the template's name and line."""
+    line = template_error_line(template_name)
+    return first_line + line - 1 if line else None
+
+
+def template_error_line(filename: str | None) -> int | None:
+    """The template line of the exception being handled: Jinja rewrites tracebacks so that
+    template frames carry the template's file name and line."""
     tb = sys.exc_info()[2]
     line = None
     while tb is not None:
-        if tb.tb_frame.f_code.co_filename == template_name:
+        if filename is not None and tb.tb_frame.f_code.co_filename == filename:
             line = tb.tb_lineno
         tb = tb.tb_next
-    return first_line + line - 1 if line else None
+    return line
 
 
 def to_context(text: str, context: str) -> str:
@@ -176,6 +184,4 @@ def fill(text: str, context: str, fields: Iterable[MergeField], row: Mapping[str
     for field in fields:
         value = field.value(row)
         values[field.key] = html.escape(value) if context == HTML_CONTEXT else value
-    return TOKEN_RE.sub(
-        lambda m: values.get(m.group(2), m.group(0)) if m.group(1) == context[-1] else m.group(0), text
-    )
+    return TOKEN_RE.sub(lambda m: values.get(m.group(2), m.group(0)) if m.group(1) == context[-1] else m.group(0), text)

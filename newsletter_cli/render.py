@@ -12,6 +12,7 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlsplit
 
 import jinja2
@@ -33,8 +34,7 @@ UNSUBSCRIBE_FIELD = MergeField(merge.UNSUBSCRIBE_FIELD, None, 0)
 # premailer adds these presentational attributes from CSS; MJML already sets what Outlook needs.
 BASIC_ATTRIBUTES = ["width", "height", "bgcolor", "align", "valign", "background", "border"]
 PREHEADER_STYLE = (
-    "display:none;font-size:1px;line-height:1px;max-height:0;max-width:0;"
-    "opacity:0;overflow:hidden;mso-hide:all;"
+    "display:none;font-size:1px;line-height:1px;max-height:0;max-width:0;opacity:0;overflow:hidden;mso-hide:all;"
 )
 # Spacers after the preheader keep the body's first words out of the inbox preview line.
 PREHEADER_PADDING = "&#847;&zwnj;&nbsp;" * 40
@@ -88,9 +88,7 @@ def render(issue: Issue, config: Config, columns: frozenset[str] | None = None) 
     """Render an issue; with ``columns`` (the list's header), an unknown merge field is an error."""
     path = issue.path
     subject, subject_fields = merge.render_fields(issue.subject, path, issue.key_lines.get("subject", 2))
-    preheader, preheader_fields = merge.render_fields(
-        issue.preheader or "", path, issue.key_lines.get("preheader", 2)
-    )
+    preheader, preheader_fields = merge.render_fields(issue.preheader or "", path, issue.key_lines.get("preheader", 2))
     body, body_fields = merge.render_fields(issue.body, path, issue.body_line)
     fields = tuple(dict.fromkeys([*subject_fields, *preheader_fields, *body_fields]))
     if columns is not None:
@@ -118,11 +116,13 @@ def render(issue: Issue, config: Config, columns: frozenset[str] | None = None) 
         "email": EMAIL_FIELD.token(),
         "unsubscribe_url": UNSUBSCRIBE_FIELD.token(),
     }
-    mjml = _template(env, issue, issue.template).render(
-        **context, sections=[Markup(section) for section in document.sections]
+    mjml = _render_template(
+        _template(env, issue, issue.template), context, sections=[Markup(s) for s in document.sections]
     )
-    text = _template(env, issue, _text_template_name(env, issue.template)).render(
-        **context, body=Markup(document.text.rstrip("\n"))
+    text = _render_template(
+        _template(env, issue, _text_template_name(env, issue.template)),
+        context,
+        body=Markup(document.text.rstrip("\n")),
     )
     html = _inline_css(_mjml_to_html(mjml, issue.template))
     html = _insert_preheader(html, preheader)
@@ -161,7 +161,17 @@ def _template(env: jinja2.Environment, issue: Issue, name: str) -> jinja2.Templa
             issue.key_lines.get("template"),
         ) from None
     except jinja2.TemplateSyntaxError as exc:
-        raise RenderError(exc.message or "template syntax error", exc.filename or name, exc.lineno) from None
+        where = Path(exc.filename) if exc.filename else name
+        raise RenderError(exc.message or "template syntax error", where, exc.lineno) from None
+
+
+def _render_template(template: jinja2.Template, context: dict[str, Any], **extra: Any) -> str:
+    try:
+        return template.render(**context, **extra)
+    except jinja2.TemplateError as exc:
+        filename = template.filename
+        where = Path(filename) if filename else template.name
+        raise RenderError(f"template error: {exc}", where, merge.template_error_line(filename)) from None
 
 
 def _text_template_name(env: jinja2.Environment, html_name: str) -> str:

@@ -66,9 +66,7 @@ def folder(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 def write_issue(folder: Path):
     """Write issues/test.md with the given body (and front matter) and return its path."""
 
-    def write(
-        body: str, front: str = 'subject: "Hello there, friends"\npreheader: "A short preheader"'
-    ) -> Path:
+    def write(body: str, front: str = 'subject: "Hello there, friends"\npreheader: "A short preheader"') -> Path:
         path = folder / "issues" / "test.md"
         path.write_text(f"---\n{front}\n---\n{body}", encoding="utf-8")
         return path

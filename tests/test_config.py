@@ -51,14 +51,10 @@ def test_every_problem_is_reported_at_once_with_its_line(tmp_path):
     message = error.value.message
     assert message.startswith("5 problems in ")
     assert (
-        ":3: [newsletter] from_email: expected an email address like news@clinic.example, got 'not-an-email'"
-        in message
+        ":3: [newsletter] from_email: expected an email address like news@clinic.example, got 'not-an-email'" in message
     )
     assert ":4: [newsletter] webiste: unknown key (expected one of name, from_email," in message
-    assert (
-        ":6: [unsubscribe] url: expected an https:// URL (RFC 8058); http is allowed only on localhost"
-        in message
-    )
+    assert ":6: [unsubscribe] url: expected an https:// URL (RFC 8058); http is allowed only on localhost" in message
     assert "[newsletter] postal_address: required key is missing" in message
     assert "[newsletter] website: required key is missing" in message
 
@@ -74,9 +70,7 @@ def test_a_single_problem_is_one_line(tmp_path):
 
 def test_http_unsubscribe_is_allowed_on_localhost(tmp_path):
     text = MINIMAL_CONFIG.replace("https://test.example/unsubscribe", "http://127.0.0.1:8080/unsubscribe")
-    assert (
-        load_config(write(tmp_path, text), environ={}).unsubscribe_url == "http://127.0.0.1:8080/unsubscribe"
-    )
+    assert load_config(write(tmp_path, text), environ={}).unsubscribe_url == "http://127.0.0.1:8080/unsubscribe"
 
 
 def test_sendgrid_mode_and_not_both_modes(tmp_path):

@@ -1,0 +1,75 @@
+from newsletter_cli.markup import absolute_url, convert
+
+SITE = "https://clinic.example/"
+
+
+def test_relative_links_and_images_are_made_absolute_tel_and_mailto_kept():
+    assert absolute_url("/contact", SITE) == "https://clinic.example/contact"
+    assert absolute_url("img/a.png", "https://clinic.example/news/") == "https://clinic.example/news/img/a.png"
+    assert absolute_url("//cdn.example/a.png", SITE) == "https://cdn.example/a.png"
+    for kept in ("tel:+19052733045", "mailto:a@b.example", "https://other.example/x", "#top"):
+        assert absolute_url(kept, SITE) == kept
+
+
+def test_an_image_alone_in_its_paragraph_becomes_a_full_width_mj_image():
+    doc = convert('Text\n\n![Our new clinic](/img/clinic.jpg "Front door")\n', SITE)
+    assert (
+        '<mj-image src="https://clinic.example/img/clinic.jpg" alt="Our new clinic" title="Front door" />'
+        in (doc.sections[0])
+    )
+    assert "[Our new clinic]" in doc.text
+
+
+def test_a_linked_image_keeps_its_link():
+    doc = convert("[![Map](map.png)](https://maps.example/x)\n", SITE)
+    assert doc.sections == ['<mj-image src="https://clinic.example/map.png" alt="Map" href="https://maps.example/x" />']
+
+
+def test_a_link_followed_by_button_mark_becomes_an_mj_button():
+    doc = convert("[Book now](/book?a=1&b=2){.button}\n", SITE)
+    assert doc.sections == ['<mj-button href="https://clinic.example/book?a=1&amp;b=2">Book now</mj-button>']
+    assert doc.text == "Book now: https://clinic.example/book?a=1&b=2\n"
+
+
+def test_an_inline_image_or_button_mark_inside_text_stays_text():
+    doc = convert("See ![x](a.png) here and [Book](/b){.button} too\n", SITE)
+    assert "mj-image" not in doc.sections[0] and "mj-button" not in doc.sections[0]
+    assert "{.button}" in doc.sections[0]
+
+
+def test_a_thematic_break_starts_a_new_section():
+    doc = convert("One\n\n---\n\nTwo\n\n---\n\nThree\n", SITE)
+    assert len(doc.sections) == 3
+    assert "One" in doc.sections[0] and "Three" in doc.sections[2]
+
+
+def test_tables_and_strikethrough_are_enabled_and_tables_scroll_in_their_own_box():
+    doc = convert("| a | b |\n|---|---|\n| 1 | ~~2~~ |\n", SITE)
+    assert '<div class="nl-table"><table>' in doc.sections[0]
+    assert "<s>2</s>" in doc.sections[0]
+    assert doc.text == "a | b\n---------\n1 | ~~2~~\n"
+
+
+def test_sloppy_raw_html_is_made_well_formed_for_mjml():
+    doc = convert("<div><b>unclosed\n\nafter\n", SITE)
+    assert "</b>" in doc.sections[0] and "</div>" in doc.sections[0]
+
+
+def test_plain_text_is_written_from_the_markdown():
+    source = (
+        "# Title\n\n## Sub\n\nA [link](https://x.example/a) and [https://x.example](https://x.example) "
+        "and [call](tel:+1555) and **bold**.\n\n"
+        "- one\n- two\n  continued\n\n1. first\n2. second\n\n> quoted\n\n```\ncode  kept\n```\n"
+    )
+    assert convert(source, SITE).text == (
+        "Title\n=====\n\nSub\n---\n\n"
+        "A link (https://x.example/a) and https://x.example and call and bold.\n\n"
+        "- one\n- two continued\n\n1. first\n2. second\n\n> quoted\n\n    code  kept\n"
+    )
+
+
+def test_long_paragraphs_wrap_at_72_without_breaking_urls():
+    url = "https://clinic.example/" + "a" * 80
+    text = convert("word " * 30 + url + "\n", SITE).text
+    assert all(len(line) <= 72 for line in text.splitlines() if url not in line)
+    assert url in text
