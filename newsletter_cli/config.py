@@ -38,6 +38,7 @@ class Config:
     unsubscribe_url: str | None = None
     unsubscribe_group_id: int | None = None
     unsubscribe_mailto: str | None = None
+    unsubscribe_list_id: str | None = None
     sendgrid_host: str = DEFAULT_SENDGRID_HOST
 
     @property
@@ -52,6 +53,11 @@ class Config:
     @property
     def state_dir(self) -> Path:
         return self.root / ".newsletter"
+
+    @property
+    def list_id(self) -> str:
+        """What unsubscribe tokens are bound to: changing it invalidates links already sent."""
+        return self.unsubscribe_list_id or self.from_email.lower()
 
     @property
     def unsubscribe_mode(self) -> str:
@@ -136,6 +142,7 @@ SCHEMA: dict[str, dict[str, tuple[Checker, bool, str]]] = {
         "url": (_unsubscribe_url, False, "unsubscribe_url"),
         "sendgrid_group_id": (_group_id, False, "unsubscribe_group_id"),
         "mailto": (_mailto, False, "unsubscribe_mailto"),
+        "list_id": (_text, False, "unsubscribe_list_id"),
     },
     "sendgrid": {
         "host": (_url, False, "sendgrid_host"),

@@ -1,11 +1,97 @@
-"""Unsubscribe links. (Signed per-recipient tokens and the endpoint arrive with the subscribers issue.)"""
+"""Unsubscribe links: signed per-recipient tokens, List-Unsubscribe headers, and the endpoint.
+
+A token is ``<address, base64url>.<HMAC-SHA256(secret, list id + address), base64url>``: the
+endpoint learns the address from the token itself, so it needs no copy of the list and can
+never reveal whether an address is on it. GET only shows a confirmation page (mail scanners
+open every link); POST, the RFC 8058 one-click request or the page's button, unsubscribes.
+"""
 
 from __future__ import annotations
 
-from newsletter_cli.config import Config
-from newsletter_cli.render import SENDGRID_UNSUBSCRIBE_TAG
+import base64
+import binascii
+import hashlib
+import hmac
+import html
+import os
+import sys
+from collections.abc import Callable, Mapping
+from email.parser import BytesParser
+from email.policy import HTTP
+from pathlib import Path
+from socketserver import ThreadingMixIn
+from typing import Any
+from urllib.parse import parse_qs, quote
+from wsgiref.simple_server import WSGIRequestHandler, WSGIServer
+from wsgiref.simple_server import make_server as wsgi_make_server
 
+from newsletter_cli.config import Config, load_config
+from newsletter_cli.errors import ConfigError, NewsletterError
+from newsletter_cli.render import SENDGRID_UNSUBSCRIBE_TAG
+from newsletter_cli.sendgrid_api import KEY_ENV, SendGrid, SendGridError
+from newsletter_cli.store import Store, Suppression
+
+SECRET_ENV = "NEWSLETTER_SECRET"
+MIN_SECRET_LENGTH = 16
 PREVIEW_TOKEN = "preview-token-not-valid"
+MAX_BODY = 64 * 1024
+ONE_CLICK = "List-Unsubscribe=One-Click"
+
+
+# --- tokens and links ------------------------------------------------------------------------
+
+
+def load_secret(environ: Mapping[str, str] | None = None) -> bytes:
+    """NEWSLETTER_SECRET, required for own-endpoint links; never printed."""
+    value = (os.environ if environ is None else environ).get(SECRET_ENV, "")
+    if not value:
+        raise ConfigError(
+            f"{SECRET_ENV} is not set: own-endpoint unsubscribe links are signed with it. Create one with\n"
+            "  python -c 'import secrets; print(secrets.token_urlsafe(32))'\n"
+            "and keep the same value for as long as links already sent must work"
+        )
+    if len(value) < MIN_SECRET_LENGTH:
+        raise ConfigError(f"{SECRET_ENV} is too short: use at least {MIN_SECRET_LENGTH} random characters")
+    return value.encode()
+
+
+def _b64(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+
+def _unb64(text: str) -> bytes:
+    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+
+
+def _mac(secret: bytes, list_id: str, address: str) -> bytes:
+    return hmac.new(secret, f"{list_id}\n{address}".encode(), hashlib.sha256).digest()
+
+
+def make_token(secret: bytes, list_id: str, email: str) -> str:
+    address = email.strip().lower()
+    return f"{_b64(address.encode())}.{_b64(_mac(secret, list_id, address))}"
+
+
+def read_token(secret: bytes, list_id: str, token: str) -> str | None:
+    """The address a token was made for, or None for a missing, altered or foreign token."""
+    payload, dot, signature = (token or "").partition(".")
+    if not dot or not payload or not signature:
+        return None
+    try:
+        address = _unb64(payload).decode()
+        given = _unb64(signature)
+    except (binascii.Error, UnicodeDecodeError, ValueError):
+        return None
+    # base64 decoding tolerates some non-canonical spellings; insist on the exact token we make
+    if _b64(address.encode()) != payload or _b64(given) != signature or address != address.strip().lower():
+        return None
+    return address if hmac.compare_digest(given, _mac(secret, list_id, address)) else None
+
+
+def link(config: Config, secret: bytes, email: str) -> str:
+    if config.unsubscribe_url is None:
+        return SENDGRID_UNSUBSCRIBE_TAG
+    return f"{config.unsubscribe_url}?token={quote(make_token(secret, config.list_id, email))}"
 
 
 def sample_link(config: Config) -> str:
@@ -13,3 +99,182 @@ def sample_link(config: Config) -> str:
     if config.unsubscribe_url is None:
         return SENDGRID_UNSUBSCRIBE_TAG
     return f"{config.unsubscribe_url}?token={PREVIEW_TOKEN}"
+
+
+def headers(config: Config, secret: bytes, email: str) -> dict[str, str]:
+    """RFC 2369 / RFC 8058 headers for one recipient (own-endpoint mode; SendGrid adds its own)."""
+    targets = [f"<{link(config, secret, email)}>"]
+    if config.unsubscribe_mailto:
+        targets.append(f"<{config.unsubscribe_mailto}?subject=unsubscribe>")
+    return {"List-Unsubscribe": ", ".join(targets), "List-Unsubscribe-Post": ONE_CLICK}
+
+
+# --- the endpoint ----------------------------------------------------------------------------
+
+Environ = dict[str, Any]
+StartResponse = Callable[..., Any]
+SECURITY_HEADERS = [
+    ("Cache-Control", "no-store"),
+    ("Referrer-Policy", "no-referrer"),
+    ("X-Content-Type-Options", "nosniff"),
+    ("X-Frame-Options", "DENY"),
+    ("Content-Security-Policy", "default-src 'none'; style-src 'unsafe-inline'; form-action 'self'"),
+]
+PAGE = """<!doctype html>
+<html lang="{lang}"><head><meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<meta name="robots" content="noindex">
+<title>{title} - {name}</title>
+<style>
+body {{ margin: 0; background: #eef1f4; color: #1f2933;
+  font: 16px/1.6 -apple-system, BlinkMacSystemFont, 'Segoe UI', Helvetica, Arial, sans-serif; }}
+main {{ max-width: 480px; margin: 48px auto; padding: 32px; background: #fff; border-radius: 8px; }}
+h1 {{ font-size: 22px; margin: 0 0 12px; }}
+p.brand {{ font-weight: 700; color: #0a5c63; margin: 0 0 24px; }}
+button {{ font: inherit; font-weight: 600; color: #fff; background: #0a5c63; border: 0;
+  border-radius: 6px; padding: 12px 24px; cursor: pointer; }}
+@media (prefers-color-scheme: dark) {{
+  body {{ background: #111418; color: #e5e9ee; }} main {{ background: #1b2026; }}
+  p.brand {{ color: #7fd3d9; }}
+}}
+</style></head>
+<body><main><p class="brand">{name}</p>{content}</main></body></html>
+"""
+
+
+class Endpoint:
+    """The WSGI application behind `newsletter serve-unsubscribe` and any WSGI server."""
+
+    def __init__(self, config: Config, secret: bytes, api: SendGrid | None = None, log: Any = None):
+        self.config = config
+        self.secret = secret
+        self.api = api
+        self.log = log or sys.stderr
+
+    def __call__(self, environ: Environ, start_response: StartResponse) -> list[bytes]:
+        method = environ.get("REQUEST_METHOD", "GET")
+        if method not in ("GET", "HEAD", "POST"):
+            return self._page(
+                start_response,
+                "405 Method Not Allowed",
+                "Not allowed",
+                "<h1>Not allowed</h1>",
+                [("Allow", "GET, HEAD, POST")],
+                method,
+            )
+        query = parse_qs(environ.get("QUERY_STRING", ""))
+        form = _form(environ) if method == "POST" else {}
+        if form is None:
+            return self._page(
+                start_response, "413 Content Too Large", "Too large", "<h1>Request too large</h1>", method=method
+            )
+        token = (query.get("token") or form.get("token") or [""])[0]
+        address = read_token(self.secret, self.config.list_id, token)
+        if address is None:
+            content = (
+                "<h1>This unsubscribe link is not valid</h1>"
+                "<p>It may have been cut short or changed. Please use the link from the newsletter "
+                "email itself, or reply to it and ask to be removed.</p>"
+            )
+            return self._page(start_response, "400 Bad Request", "Link not valid", content, method=method)
+        shown = html.escape(address)
+        name = html.escape(self.config.name)
+        if method == "POST":
+            self._unsubscribe(address)
+            content = (
+                "<h1>You are unsubscribed</h1>"
+                f"<p><strong>{shown}</strong> will no longer receive the {name} newsletter.</p>"
+            )
+            return self._page(start_response, "200 OK", "Unsubscribed", content, method=method)
+        action = html.escape(f"?token={quote(token)}")
+        content = (
+            "<h1>Unsubscribe?</h1>"
+            f"<p>Stop sending the {name} newsletter to <strong>{shown}</strong>?</p>"
+            f'<form method="post" action="{action}"><button type="submit">Unsubscribe</button></form>'
+        )
+        return self._page(start_response, "200 OK", "Unsubscribe", content, method=method)
+
+    def _unsubscribe(self, address: str) -> None:
+        with Store.for_folder(self.config.state_dir) as store:
+            store.suppress([Suppression(address, "unsubscribed", "endpoint")])
+        if self.api is not None:
+            try:
+                self.api.add_global_suppressions([address])
+            except SendGridError as exc:  # the local record stands: sends from this folder honour it
+                print(f"newsletter: could not add an unsubscribe to SendGrid: {exc.message}", file=self.log)
+
+    def _page(
+        self,
+        start_response: StartResponse,
+        status: str,
+        title: str,
+        content: str,
+        extra: list[tuple[str, str]] | None = None,
+        method: str = "GET",
+    ) -> list[bytes]:
+        body = PAGE.format(lang=self.config.language, title=title, name=html.escape(self.config.name), content=content)
+        data = body.encode()
+        headers = [("Content-Type", "text/html; charset=utf-8"), ("Content-Length", str(len(data)))]
+        start_response(status, headers + SECURITY_HEADERS + (extra or []))
+        return [] if method == "HEAD" else [data]
+
+
+def _form(environ: Environ) -> dict[str, list[str]] | None:
+    """The fields of a form-urlencoded or multipart POST body; None when it is too large."""
+    try:
+        length = int(environ.get("CONTENT_LENGTH") or 0)
+    except ValueError:
+        length = 0
+    if length > MAX_BODY:
+        return None
+    raw = environ["wsgi.input"].read(length) if length > 0 else b""
+    kind = environ.get("CONTENT_TYPE", "")
+    if kind.startswith("multipart/form-data"):
+        message = BytesParser(policy=HTTP).parsebytes(f"Content-Type: {kind}\r\n\r\n".encode() + raw)
+        fields: dict[str, list[str]] = {}
+        for part in message.iter_parts() if message.is_multipart() else ():
+            name = part.get_param("name", header="content-disposition")
+            if name:
+                fields.setdefault(str(name), []).append(part.get_content().strip())
+        return fields
+    return parse_qs(raw.decode("utf-8", "replace"))
+
+
+def app_from_environment(environ: Mapping[str, str] | None = None) -> Endpoint:
+    """Settings from the environment: NEWSLETTER_CONFIG (else newsletter.toml found from the
+    current folder), NEWSLETTER_SECRET, and SENDGRID_API_KEY when SendGrid should learn too."""
+    environ = os.environ if environ is None else environ
+    config_path = environ.get("NEWSLETTER_CONFIG")
+    config = load_config(Path(config_path) if config_path else None, environ)
+    if config.unsubscribe_url is None:
+        raise ConfigError("the unsubscribe endpoint needs [unsubscribe] url in newsletter.toml")
+    key = environ.get(KEY_ENV)
+    return Endpoint(config, load_secret(environ), SendGrid(key, config.sendgrid_host) if key else None)
+
+
+def app(environ: Environ, start_response: StartResponse) -> list[bytes]:
+    """`newsletter_cli.unsubscribe:app` for any WSGI server; configured on its first request."""
+    global _app
+    if _app is None:
+        _app = app_from_environment()
+    return _app(environ, start_response)
+
+
+_app: Endpoint | None = None
+
+
+class _QuietHandler(WSGIRequestHandler):
+    def log_message(self, format: str, *args: Any) -> None:  # no token-bearing URLs in logs
+        pass
+
+
+class _ThreadingServer(ThreadingMixIn, WSGIServer):
+    daemon_threads = True
+
+
+def make_server(host: str, port: int, endpoint: Endpoint) -> WSGIServer:
+    """A small threaded server for the endpoint; any WSGI server works as well."""
+    try:
+        return wsgi_make_server(host, port, endpoint, server_class=_ThreadingServer, handler_class=_QuietHandler)
+    except OSError as exc:
+        raise NewsletterError(f"cannot listen on {host}:{port}: {exc.strerror}") from None

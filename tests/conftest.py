@@ -108,3 +108,19 @@ def example(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     shutil.copytree(REPO / "issues", tmp_path / "issues")
     monkeypatch.chdir(tmp_path)
     return tmp_path
+
+
+@pytest.fixture
+def sendgrid(monkeypatch: pytest.MonkeyPatch):
+    """The loopback SendGrid stand-in, with SENDGRID_API_KEY and SENDGRID_API_HOST pointing at it.
+
+    The test fails if any request broke SendGrid's contract, even one our code then tolerated.
+    """
+    from .sendgrid_fake import API_KEY, FakeSendGrid
+
+    fake = FakeSendGrid().start()
+    monkeypatch.setenv("SENDGRID_API_KEY", API_KEY)
+    monkeypatch.setenv("SENDGRID_API_HOST", fake.url)
+    yield fake
+    fake.stop()
+    assert fake.violations == [], "requests that break SendGrid's contract"

@@ -1,4 +1,11 @@
 import datetime as dt
+import json
+import os
+import signal
+import subprocess
+import sys
+import urllib.error
+import urllib.request
 
 import pytest
 from click.testing import CliRunner
@@ -133,3 +140,116 @@ def test_init_scaffolds_a_folder_that_builds_without_this_repository(runner, tmp
     again = runner.invoke(cli, ["init", "."])
     assert again.exit_code == 1
     assert again.output == "Error: newsletter.toml: newsletter.toml already exists; nothing was changed\n"
+
+
+# --- subscribers and unsubscribes ------------------------------------------------------------
+
+
+def test_subscribers_check_explains_every_rejected_row_and_exits_1(runner, folder):
+    (folder / "subscribers.csv").write_text(
+        "Email Address,First Name\nana@example.com,Ana\nnot an address,X\nANA@example.com,Again\nlee@example.org,Lee\n"
+    )
+    assert runner.invoke(cli, ["unsubscribes", "add", "lee@example.org"]).exit_code == 0
+    result = runner.invoke(cli, ["subscribers", "check"])
+    assert result.exit_code == 1
+    assert result.output == (
+        "subscribers.csv:3: invalid address 'not an address': An email address must have an @-sign.\n"
+        "subscribers.csv:4: duplicate of line 2 (ANA@example.com)\n"
+        "subscribers.csv: 4 rows: 1 valid, 1 invalid, 1 duplicate, 1 suppressed\n"
+    )
+
+
+def test_subscribers_check_of_a_clean_list_exits_0(runner, example):
+    result = runner.invoke(cli, ["subscribers", "check", "subscribers.csv.example"])
+    assert result.exit_code == 0
+    assert result.output == "subscribers.csv.example: 3 rows: 3 valid, 0 invalid, 0 duplicates, 0 suppressed\n"
+
+
+def test_subscribers_check_of_a_missing_list(runner, folder):
+    result = runner.invoke(cli, ["subscribers", "check"])
+    assert result.exit_code == 1
+    assert result.output == "Error: subscribers.csv: subscriber list not found\n"
+
+
+def test_unsubscribes_add_list_and_json(runner, folder):
+    result = runner.invoke(
+        cli, ["unsubscribes", "add", "Ana@Example.com", "lee@example.org", "--reason", "unsubscribed"]
+    )
+    assert result.output == "Suppressed 2 addresses\n"
+    assert runner.invoke(cli, ["unsubscribes", "add", "ana@example.com"]).output == (
+        "Suppressed 0 addresses (1 already suppressed)\n"
+    )
+    lines = runner.invoke(cli, ["unsubscribes", "list"]).output.splitlines()
+    assert [line.split("\t")[:3] for line in lines] == [
+        ["ana@example.com", "unsubscribed", "cli"],
+        ["lee@example.org", "unsubscribed", "cli"],
+    ]
+    listed = json.loads(runner.invoke(cli, ["unsubscribes", "list", "--json"]).output)
+    assert [(e["email"], e["reason"], e["source"]) for e in listed] == [
+        ("ana@example.com", "unsubscribed", "cli"),
+        ("lee@example.org", "unsubscribed", "cli"),
+    ]
+    assert set(listed[0]) == {"email", "reason", "source", "created_at"}
+
+
+def test_unsubscribes_list_json_of_an_empty_store_is_an_empty_array(runner, folder):
+    assert json.loads(runner.invoke(cli, ["unsubscribes", "list", "--json"]).output) == []
+
+
+def test_unsubscribes_add_refuses_an_invalid_address(runner, folder):
+    result = runner.invoke(cli, ["unsubscribes", "add", "ok@example.com", "nope"])
+    assert result.exit_code == 1
+    assert result.output.startswith("Error: invalid address 'nope': ")
+    assert runner.invoke(cli, ["unsubscribes", "list"]).output == ""
+
+
+def test_unsubscribes_import(runner, folder):
+    (folder / "unsubs.csv").write_text("email\na@example.com\nbad\nb@example.com\n")
+    result = runner.invoke(cli, ["unsubscribes", "import", "unsubs.csv"])
+    assert result.output == "Imported 2 from unsubs.csv (1 invalid address skipped)\n"
+
+
+def test_unsubscribes_sync_needs_a_key(runner, folder):
+    result = runner.invoke(cli, ["unsubscribes", "sync"])
+    assert result.exit_code == 1
+    assert result.output.startswith("Error: SENDGRID_API_KEY is not set")
+
+
+def test_unsubscribes_sync_reports_what_it_learned(runner, folder, sendgrid):
+    sendgrid.lists["bounces"] = [{"email": "b@example.com", "created": 1, "reason": "550", "status": "5.1.1"}]
+    result = runner.invoke(cli, ["unsubscribes", "sync"])
+    assert result.exit_code == 0, result.output
+    assert result.output == (
+        "Learned 1 new suppression from SendGrid (0 unsubscribes, 1 bounces, 0 spam_reports, 0 invalid_emails)\n"
+    )
+
+
+def test_serve_unsubscribe_needs_the_secret(runner, folder):
+    result = runner.invoke(cli, ["serve-unsubscribe", "--port", "0"])
+    assert result.exit_code == 1
+    assert result.output.startswith("Error: NEWSLETTER_SECRET is not set")
+
+
+def test_serve_unsubscribe_serves_until_ctrl_c_and_exits_cleanly(folder):
+    env = {**os.environ, "NEWSLETTER_SECRET": "a-test-secret-of-enough-length"}
+    process = subprocess.Popen(
+        [sys.executable, "-m", "newsletter_cli", "serve-unsubscribe", "--port", "0"],
+        cwd=folder,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        line = process.stdout.readline()
+        assert line.startswith("Serving unsubscribes on http://127.0.0.1:")
+        url = line.split()[3]
+        with pytest.raises(urllib.error.HTTPError) as error:
+            urllib.request.urlopen(url + "?token=bad", timeout=10)
+        assert error.value.code == 400
+    finally:
+        process.send_signal(signal.SIGINT)
+        out, err = process.communicate(timeout=10)
+    assert process.returncode == 0
+    assert out == "Stopped.\n"
+    assert "Traceback" not in err

@@ -1,0 +1,65 @@
+"""Filling the suppression store: by hand, from a CSV export, and from SendGrid's lists."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+
+from newsletter_cli.errors import NewsletterError
+from newsletter_cli.sendgrid_api import SUPPRESSION_LISTS, SendGrid
+from newsletter_cli.store import Store, Suppression
+from newsletter_cli.subscribers import normalize_address, read_rows
+
+
+@dataclass(frozen=True)
+class Added:
+    added: int
+    already: int
+    invalid: int = 0
+
+
+def add(store: Store, emails: Iterable[str], reason: str, source: str) -> Added:
+    """Suppress addresses typed by hand; any invalid one stops the whole call before writing."""
+    clean = []
+    for email in emails:
+        try:
+            clean.append(normalize_address(email))
+        except ValueError as exc:
+            raise NewsletterError(f"invalid address {email!r}: {exc}") from None
+    added = store.suppress(Suppression(e, reason, source) for e in clean)
+    return Added(added, len(set(e.lower() for e in clean)) - added)
+
+
+def import_csv(store: Store, path: Path, reason: str) -> Added:
+    """Suppress every address in a CSV with an email column (an unsubscribe export, say)."""
+    invalid = 0
+    total = 0
+
+    def entries() -> Iterable[Suppression]:
+        nonlocal invalid, total
+        for _, cells in read_rows(path):
+            try:
+                email = normalize_address(cells.get("email", ""))
+            except ValueError:
+                invalid += 1
+                continue
+            total += 1
+            yield Suppression(email, reason, f"import:{path.name}")
+
+    added = store.suppress(entries())
+    return Added(added, total - added, invalid)
+
+
+def sync(store: Store, api: SendGrid, group_id: int | None) -> dict[str, int]:
+    """Pull SendGrid's suppressions into the store; returns how many new ones came from each list."""
+    learned: dict[str, int] = {}
+    for path, reason in SUPPRESSION_LISTS:
+        name = path.rsplit("/", 1)[-1]
+        learned[name] = store.suppress(Suppression(e, reason, f"sendgrid:{name}") for e in api.suppression_list(path))
+    if group_id is not None:
+        emails = api.group_suppressions(group_id)
+        learned[f"group {group_id}"] = store.suppress(
+            Suppression(e, "unsubscribed", f"sendgrid:group {group_id}") for e in emails
+        )
+    return learned

@@ -1,0 +1,227 @@
+"""A SendGrid stand-in on 127.0.0.1 that the real `sendgrid` client talks to.
+
+Every request is checked against SendGrid's published OpenAPI contract (path, method, Bearer
+auth, query parameters, JSON body) and against the rules the schema cannot express; a request
+that breaks them fails the test that made it. Tests can queue faults: any status with headers,
+or a dropped connection.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import threading
+import time
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+from jsonschema import Draft202012Validator
+from referencing import Registry, Resource
+from referencing.jsonschema import DRAFT202012
+
+CONTRACT = Path(__file__).parent / "sendgrid_contract" / "sendgrid_v3_contract.json"
+BASE = "urn:sendgrid-contract"
+API_KEY = "SG.test-key-for-the-loopback-server"
+
+
+@dataclass
+class Fault:
+    status: int = 0  # 0 = drop the connection without answering
+    headers: dict[str, str] = field(default_factory=dict)
+    body: Any = None
+    path: str | None = None  # only for requests whose path ends with this
+
+
+@dataclass
+class Seen:
+    method: str
+    path: str
+    query: dict[str, list[str]]
+    headers: dict[str, str]
+    body: Any
+
+
+class Contract:
+    def __init__(self, document: dict[str, Any]):
+        self.document = document
+        resource = Resource.from_contents(document, default_specification=DRAFT202012)
+        self.registry = Registry().with_resource(BASE, resource)
+        self.routes = []
+        for template, operations in document["paths"].items():
+            pattern = re.sub(r"\{[^}]+\}", r"[^/]+", template)
+            self.routes.append((re.compile(f"^{pattern}$"), template, operations))
+
+    def operation(self, method: str, path: str) -> tuple[str, dict[str, Any]]:
+        matches = [(t, ops) for rx, t, ops in self.routes if rx.match(path) and method.lower() in ops]
+        if not matches:
+            raise ContractViolation(f"{method} {path} is not in SendGrid's API")
+        # a literal segment beats a template one ("/global" over "/{email}")
+        template, ops = min(matches, key=lambda m: m[0].count("{"))
+        return template, ops[method.lower()]
+
+    def validator(self, pointer: str) -> Draft202012Validator:
+        return Draft202012Validator({"$ref": f"{BASE}#{pointer}"}, registry=self.registry)
+
+    def check(self, method: str, path: str, query: dict[str, list[str]], headers: dict[str, str], body: Any) -> None:
+        template, op = self.operation(method, path)
+        if not headers.get("authorization", "").startswith("Bearer "):
+            raise ContractViolation("no Bearer authorization header")
+        escaped = template.replace("~", "~0").replace("/", "~1")
+        for index, param in enumerate(op.get("parameters", [])):
+            if "$ref" in param:
+                name = param["$ref"].rsplit("/", 1)[-1]
+                param = self.document["components"]["parameters"][name]
+                pointer = f"/components/parameters/{name}/schema"
+            else:
+                pointer = f"/paths/{escaped}/{method.lower()}/parameters/{index}/schema"
+            if param.get("in") != "query" or param["name"] not in query:
+                continue
+            raw = query[param["name"]][0]
+            value: Any = int(raw) if re.fullmatch(r"-?\d+", raw) else raw
+            errors = list(self.validator(pointer).iter_errors(value))
+            if errors:
+                raise ContractViolation(f"query {param['name']}={raw}: {errors[0].message}")
+        known = {p.get("name") for p in op.get("parameters", []) if "name" in p} | {
+            self.document["components"]["parameters"][p["$ref"].rsplit("/", 1)[-1]]["name"]
+            for p in op.get("parameters", [])
+            if "$ref" in p
+        }
+        unknown = set(query) - known
+        if unknown:
+            raise ContractViolation(f"unknown query parameters {sorted(unknown)}")
+        request_body = op.get("requestBody")
+        if request_body is None:
+            if body is not None:
+                raise ContractViolation("a body where the operation takes none")
+            return
+        if "$ref" in request_body:
+            name = request_body["$ref"].rsplit("/", 1)[-1]
+            pointer = f"/components/requestBodies/{name}/content/application~1json/schema"
+        else:
+            pointer = f"/paths/{escaped}/{method.lower()}/requestBody/content/application~1json/schema"
+        errors = sorted(self.validator(pointer).iter_errors(body), key=lambda e: list(e.path))
+        if errors:
+            where = "/".join(str(p) for p in errors[0].path)
+            raise ContractViolation(f"body {where}: {errors[0].message}")
+
+
+class ContractViolation(AssertionError):
+    pass
+
+
+class FakeSendGrid:
+    """State and script of the stand-in; ``url`` is what SENDGRID_API_HOST should be."""
+
+    def __init__(self) -> None:
+        self.contract = Contract(json.loads(CONTRACT.read_text()))
+        self.lists: dict[str, list[dict[str, Any]]] = {
+            "unsubscribes": [],
+            "bounces": [],
+            "spam_reports": [],
+            "invalid_emails": [],
+        }
+        self.groups: dict[str, list[str]] = {}
+        self.global_added: list[str] = []
+        self.faults: list[Fault] = []
+        self.seen: list[Seen] = []
+        self.violations: list[str] = []
+        self.lock = threading.Lock()
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
+        self.server.daemon_threads = True
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+
+    def start(self) -> FakeSendGrid:
+        self.thread.start()
+        return self
+
+    def stop(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+    def fail_next(self, *faults: Fault) -> None:
+        with self.lock:
+            self.faults.extend(faults)
+
+    def _take_fault(self, path: str) -> Fault | None:
+        with self.lock:
+            for index, fault in enumerate(self.faults):
+                if fault.path is None or path.endswith(fault.path):
+                    return self.faults.pop(index)
+        return None
+
+    def answer(self, method: str, path: str, query: dict[str, list[str]], body: Any) -> tuple[int, Any]:
+        if method == "GET" and path.startswith("/v3/suppression/"):
+            entries = self.lists[path.rsplit("/", 1)[-1]]
+            limit = int(query.get("limit", ["500"])[0])
+            offset = int(query.get("offset", ["0"])[0])
+            return 200, entries[offset : offset + limit]
+        group = re.fullmatch(r"/v3/asm/groups/([^/]+)/suppressions", path)
+        if method == "GET" and group:
+            return 200, self.groups.get(group.group(1), [])
+        if method == "POST" and path == "/v3/asm/suppressions/global":
+            with self.lock:
+                self.global_added.extend(body["recipient_emails"])
+            return 201, body
+        raise ContractViolation(f"the stand-in does not serve {method} {path}")
+
+    def _handler(self) -> type[BaseHTTPRequestHandler]:
+        fake = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+            def _respond(self, status: int, payload: Any = None, headers: dict[str, str] | None = None) -> None:
+                data = b"" if payload is None else json.dumps(payload).encode()
+                self.send_response(status)
+                for name, value in (headers or {}).items():
+                    self.send_header(name, value)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+            def _handle(self) -> None:
+                parts = urlsplit(self.path)
+                length = int(self.headers.get("Content-Length") or 0)
+                raw = self.rfile.read(length) if length else b""
+                body = json.loads(raw) if raw else None
+                query = parse_qs(parts.query)
+                headers = {k.lower(): v for k, v in self.headers.items()}
+                with fake.lock:
+                    fake.seen.append(Seen(self.command, parts.path, query, headers, body))
+                try:
+                    fake.contract.check(self.command, parts.path, query, headers, body)
+                except ContractViolation as exc:
+                    fake.violations.append(f"{self.command} {parts.path}: {exc}")
+                    self._respond(400, {"errors": [{"message": str(exc), "field": None}]})
+                    return
+                if headers["authorization"] != f"Bearer {API_KEY}":
+                    self._respond(401, {"errors": [{"message": "The provided authorization grant is invalid"}]})
+                    return
+                fault = fake._take_fault(parts.path)
+                if fault is not None:
+                    if fault.status == 0:
+                        self.close_connection = True
+                        self.connection.close()
+                        return
+                    self._respond(fault.status, fault.body, fault.headers)
+                    return
+                status, payload = fake.answer(self.command, parts.path, query, body)
+                self._respond(status, payload)
+
+            do_GET = do_POST = do_DELETE = do_PATCH = do_PUT = _handle
+
+        return Handler
+
+
+def rate_limited(seconds_from_now: float = 0.0) -> Fault:
+    reset = int(time.time() + seconds_from_now)
+    headers = {"X-RateLimit-Limit": "600", "X-RateLimit-Remaining": "0", "X-RateLimit-Reset": str(reset)}
+    return Fault(429, headers, {"errors": [{"message": "too many requests"}]})
