@@ -142,8 +142,10 @@ class _Seen:
     """Addresses seen so far, with the line of their first appearance, in a temporary database."""
 
     def __enter__(self) -> _Seen:
-        self.db = sqlite3.connect("", isolation_level=None)  # "" = private, on-disk, deleted on close
+        self.db = sqlite3.connect("")  # "" = private, on-disk, deleted on close
         self.db.execute("PRAGMA cache_size = -8192")
+        self.db.execute("PRAGMA journal_mode = OFF")
+        self.db.execute("PRAGMA synchronous = OFF")
         self.db.execute("CREATE TABLE seen (email TEXT PRIMARY KEY, line INTEGER) WITHOUT ROWID")
         return self
 
@@ -161,7 +163,8 @@ class _Seen:
         marks = ",".join("?" * len(keys))
         for key, line in self.db.execute(f"SELECT email, line FROM seen WHERE email IN ({marks})", keys):
             first[key] = line
-        self.db.executemany("INSERT OR IGNORE INTO seen VALUES (?, ?)", first.items())
+        with self.db:  # one transaction per chunk, not one per row
+            self.db.executemany("INSERT OR IGNORE INTO seen VALUES (?, ?)", first.items())
         return first
 
 
