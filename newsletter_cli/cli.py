@@ -5,6 +5,8 @@ from __future__ import annotations
 import datetime as dt
 import json
 import os
+import signal
+import sys
 from collections.abc import Callable
 from dataclasses import asdict
 from pathlib import Path
@@ -17,6 +19,8 @@ from newsletter_cli import build as build_core
 from newsletter_cli.config import Config, load_config
 from newsletter_cli.errors import display_path
 from newsletter_cli.issue import new_issue
+from newsletter_cli.send import Outcome, Plan, Progress, Sender, SendError, SendOptions, parse_send_at
+from newsletter_cli.send import status as send_status
 from newsletter_cli.sendgrid_api import KEY_ENV, SendGrid
 from newsletter_cli.store import REASONS, Store
 from newsletter_cli.subscribers import DUPLICATE, INVALID, Counts, scan
@@ -279,3 +283,205 @@ def serve_unsubscribe(host: str, port: int, config_path: Path | None) -> None:
 
 def _already(count: int, extra: str = "") -> str:
     return f" ({count} already suppressed{extra})" if count else (f" ({extra.lstrip(', ')})" if extra else "")
+
+
+@cli.command()
+@click.argument("issue", type=ISSUE_PATH)
+@click.option(
+    "--list",
+    "list_path",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Subscriber list (default: subscribers.csv).",
+)
+@click.option(
+    "--dry-run", is_flag=True, help="Write the payloads and a sample .eml to build/<slug>-dry-run/; send nothing."
+)
+@click.option("--yes", is_flag=True, help="Send without asking for confirmation.")
+@click.option("--limit", type=click.IntRange(min=1), help="Send to the first N eligible recipients only.")
+@click.option(
+    "--at", "at", metavar="TIME", help="Schedule: ISO 8601, local time or with an offset, at most 72 h ahead."
+)
+@click.option("--no-sync", is_flag=True, help="Do not pull SendGrid's suppressions first.")
+@click.option("--batch-size", type=click.IntRange(1, 1000), default=1000, show_default=True)
+@click.option("--concurrency", type=click.IntRange(1, 64), default=8, show_default=True, help="Requests in flight.")
+@click.option("--retry-failed", is_flag=True, help="Send again to recipients whose batch failed.")
+@click.option("--resend-uncertain", is_flag=True, help="Send again to batches a crash left uncertain.")
+@config_option
+def send(
+    issue: Path,
+    list_path: Path | None,
+    dry_run: bool,
+    yes: bool,
+    limit: int | None,
+    at: str | None,
+    no_sync: bool,
+    batch_size: int,
+    concurrency: int,
+    retry_failed: bool,
+    resend_uncertain: bool,
+    config_path: Path | None,
+) -> None:
+    """Send an issue to the list through SendGrid, exactly once, resumably.
+
+    Shows a summary and asks before anything leaves. Running it again resumes: nobody who
+    already has the issue is mailed again.
+
+    \b
+    Example:
+        newsletter send issues/2022-12-baby-botox.md --dry-run
+        newsletter send issues/2022-12-baby-botox.md --limit 50
+        newsletter send issues/2022-12-baby-botox.md --yes
+    """
+    config = _config(config_path)
+    options = SendOptions(
+        list_path=list_path,
+        limit=limit,
+        send_at=parse_send_at(at) if at else None,
+        sync=not no_sync and not dry_run,
+        batch_size=batch_size,
+        concurrency=concurrency,
+        retry_failed=retry_failed,
+        resend_uncertain=resend_uncertain,
+    )
+    with Sender(config, issue, options) as sender:
+        if dry_run:
+            out_dir = config.root / "build" / f"{sender.slug}-dry-run"
+            plan, files = sender.dry_run(out_dir)
+            _show_plan(plan, sender)
+            click.echo(
+                f"Dry run: wrote {files} batch payload{'s' * (files != 1)}"
+                f"{' and sample.eml' if plan.to_send else ''} to {display_path(out_dir)}/; nothing was sent."
+            )
+            return
+        plan = sender.prepare()
+        _show_plan(plan, sender)
+        if plan.to_send == 0:
+            line, code = _report(plan, Outcome(counts=sender.journal.counts()), issue)
+            click.echo(line)
+            raise SystemExit(code)
+        if not yes:
+            if not sys.stdin.isatty():
+                sender.decline(plan)
+                raise SendError("no terminal to confirm on: add --yes to send without asking. Nothing was sent.")
+            if not click.confirm(f"Send to {plan.to_send:,} recipient{'s' * (plan.to_send != 1)}?"):
+                sender.decline(plan)
+                click.echo("Nothing was sent.")
+                raise SystemExit(1)
+        outcome = _run_with_progress(sender, plan)
+    line, code = _report(plan, outcome, issue)
+    if outcome.error is not None:
+        raise SendError(f"{outcome.error.message}. Sending stopped; {line}")
+    click.echo(line)
+    raise SystemExit(code)
+
+
+def _show_plan(plan: Plan, sender: Sender) -> None:
+    sample = sender.rendered.personalize({"email": ""}).subject
+    skipped = [f"{plan.invalid:,} invalid", f"{plan.duplicate:,} duplicate", f"{plan.suppressed:,} suppressed"]
+    skipped.append(f"{plan.already_sent:,} already sent")
+    if plan.failed_left:
+        skipped.append(f"{plan.failed_left:,} failed earlier (--retry-failed)")
+    if plan.uncertain_left:
+        skipped.append(f"{plan.uncertain_left:,} uncertain (--resend-uncertain)")
+    config = sender.config
+    mode = (
+        f"SendGrid group {config.unsubscribe_group_id}"
+        if plan.mode == "sendgrid"
+        else f"own endpoint ({config.unsubscribe_url})"
+    )
+    new = f" ({plan.new:,} new since the last send of this issue)" if plan.already_sent and plan.new else ""
+    lines = [
+        ("Issue", plan.slug),
+        ("Subject", sample),
+        ("From", plan.sender),
+        ("Recipients", f"{plan.to_send:,}{new}"),
+        ("Skipped", ", ".join(skipped)),
+        ("Batches", f"{plan.batches:,} of up to {sender.options.batch_size}, {sender.options.concurrency} at a time"),
+        ("Unsubscribe", mode),
+    ]
+    if plan.send_at:
+        lines.append(("Scheduled", plan.send_at.isoformat(timespec="minutes")))
+    if plan.learned is not None:
+        lines.append(("Synced", f"learned {sum(plan.learned.values()):,} new suppressions from SendGrid"))
+    for label, value in lines:
+        click.echo(f"{label + ':':<13}{value}")
+
+
+def _run_with_progress(sender: Sender, plan: Plan) -> Outcome:
+    """Ctrl-C lets the requests in flight finish and be recorded; a second one quits at once."""
+
+    def first_interrupt(signum: int, frame: object) -> None:
+        click.echo(
+            "\nStopping after the requests in flight (Ctrl-C again to quit now; they become uncertain)", err=True
+        )
+        sender.stop.set()
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+
+    previous = signal.signal(signal.SIGINT, first_interrupt)
+    try:
+        if sys.stdout.isatty():
+            with click.progressbar(length=plan.to_send, label="Sending", show_eta=True, show_pos=True) as bar:
+                return sender.run(plan, lambda p: bar.update(p.size))
+
+        def line(progress: Progress) -> None:
+            what = f"failed: {progress.error}" if progress.error else "sent"
+            done = progress.sent + progress.failed
+            click.echo(f"batch {progress.batch}: {progress.size:,} {what} ({done:,}/{progress.total:,})")
+
+        return sender.run(plan, line)
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+def _report(plan: Plan, outcome: Outcome, issue: Path) -> tuple[str, int]:
+    """The last line of a send: what happened and what to run next, with the exit code."""
+    counts = outcome.counts
+    again = f"newsletter send {issue}"
+    if outcome.stopped or outcome.error is not None:
+        return f"{outcome.sent:,} sent in this run, {counts['pending']:,} still pending: run '{again}' to resume.", 1
+    problems = []
+    if counts["failed"]:
+        problems.append(f"{counts['failed']:,} failed (see 'newsletter status {issue}', then '{again} --retry-failed')")
+    if counts["uncertain"]:
+        problems.append(
+            f"{counts['uncertain']:,} uncertain (see 'newsletter status {issue}'; "
+            f"'{again} --resend-uncertain' may mail them twice)"
+        )
+    if problems:
+        return f"Sent to {outcome.sent:,} in this run; " + "; ".join(problems) + ".", 1
+    if counts["pending"]:
+        return f"Sent to {outcome.sent:,} (--limit); {counts['pending']:,} still pending: run '{again}' to continue.", 0
+    if outcome.sent == 0:
+        return f"Nothing to send: all {counts['sent']:,} eligible recipients already have this issue.", 0
+    return f"Sent to {outcome.sent:,} recipients; all {counts['sent']:,} eligible recipients have this issue.", 0
+
+
+@cli.command()
+@click.argument("issue", type=ISSUE_PATH)
+@click.option("--json", "as_json", is_flag=True, help="One JSON object with the counts and failed batches.")
+@config_option
+def status(issue: Path, as_json: bool, config_path: Path | None) -> None:
+    """Where the send of an issue stands: sent, pending, failed, uncertain and skipped.
+
+    \b
+    Example:
+        newsletter status issues/2022-12-baby-botox.md
+        newsletter status issues/2022-12-baby-botox.md --json
+    """
+    result = send_status(_config(config_path), issue.stem)
+    if as_json:
+        click.echo(json.dumps(result))
+        return
+    click.echo(
+        f"{issue.stem}: {result['sent']:,} sent, {result['pending']:,} pending, {result['failed']:,} failed, "
+        f"{result['uncertain']:,} uncertain; skipped {result['suppressed']:,} suppressed, "
+        f"{result['invalid']:,} invalid, {result['duplicate']:,} duplicate"
+    )
+    if result["running"]:
+        click.echo(f"A send is running: {result['in_flight']:,} in flight.")
+    if result["last_batch_at"]:
+        click.echo(f"Last batch: {result['last_batch_at']}")
+    for batch in result["failed_batches"]:
+        click.echo(f"Failed batch {batch['batch']} ({batch['recipients']:,} recipients): {batch['error']}")
+    for batch in result["uncertain_batches"]:
+        click.echo(f"Uncertain batch {batch['batch']} ({batch['recipients']:,} recipients): perhaps delivered")

@@ -10,9 +10,10 @@ from __future__ import annotations
 import json
 import logging
 import random
+import threading
 import time
 import urllib.error
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -34,6 +35,10 @@ SUPPRESSION_LISTS = (
     ("suppression/spam_reports", "spam_report"),
     ("suppression/invalid_emails", "invalid"),
 )
+
+
+class Stopped(Exception):
+    """A retry wait was cut short because the send is stopping; the request was not accepted."""
 
 
 class SendGridError(NewsletterError):
@@ -77,7 +82,7 @@ class SendGrid:
         attempts: int = 6,
         backoff: float = 1.0,
         max_wait: float = 60.0,
-        sleep: Callable[[float], None] = time.sleep,
+        stop: threading.Event | None = None,
     ):
         if not api_key:
             raise SendGridError(f"{KEY_ENV} is not set: create an API key in SendGrid and export it")
@@ -87,7 +92,7 @@ class SendGrid:
         self.attempts = attempts
         self.backoff = backoff
         self.max_wait = max_wait
-        self.sleep = sleep
+        self.stop = stop or threading.Event()  # set it to end retry waits early
 
     def request(self, method: str, path: str, *, body: Any = None, query: dict[str, Any] | None = None) -> Answer:
         """One API call, retried on 429, 5xx and network errors; raises SendGridError otherwise."""
@@ -99,7 +104,8 @@ class SendGrid:
                     raise
                 if attempt == self.attempts:
                     raise SendGridError(f"{exc.message} (gave up after {attempt} attempts)", exc.status) from None
-                self.sleep(self._wait(attempt, exc.reset))
+                if self.stop.wait(self._wait(attempt, exc.reset)):
+                    raise Stopped(f"stopped before retrying: {exc.message}") from None
         raise AssertionError("unreachable")
 
     def _once(self, method: str, path: str, body: Any, query: dict[str, Any] | None) -> Answer:
@@ -118,6 +124,13 @@ class SendGrid:
         if reset is not None:
             return min(max(reset - time.time(), 0.0) + random.uniform(0, 0.25), self.max_wait)
         return min(self.backoff * 2 ** (attempt - 1), self.max_wait) * random.uniform(0.5, 1.0)
+
+    # --- mail ----------------------------------------------------------------------------------
+
+    def send_mail(self, payload: dict[str, Any]) -> str:
+        """POST /v3/mail/send; returns SendGrid's X-Message-Id for the accepted batch."""
+        answer = self.request("POST", "mail/send", body=payload)
+        return answer.headers.get("X-Message-Id") or answer.headers.get("x-message-id") or ""
 
     # --- suppressions ------------------------------------------------------------------------
 

@@ -11,9 +11,11 @@ import sqlite3
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeVar
 
 from newsletter_cli.errors import NewsletterError
 
+T = TypeVar("T")
 DB_NAME = "newsletter.db"
 REASONS = ("unsubscribed", "bounced", "spam_report", "invalid", "manual")
 CHUNK = 500  # stays under SQLite's limit on host parameters in one statement
@@ -26,6 +28,41 @@ MIGRATIONS: tuple[str, ...] = (
         source TEXT NOT NULL,            -- who recorded it: cli, import:FILE, endpoint, sendgrid:LIST
         created_at TEXT NOT NULL         -- ISO 8601, UTC
     ) WITHOUT ROWID;
+    """,
+    """
+    CREATE TABLE sends (
+        slug TEXT PRIMARY KEY,
+        subject TEXT NOT NULL,
+        created_at TEXT NOT NULL,
+        invalid INTEGER NOT NULL DEFAULT 0,      -- rows skipped by the latest run, by reason
+        duplicate INTEGER NOT NULL DEFAULT 0,
+        suppressed INTEGER NOT NULL DEFAULT 0,
+        last_batch_at TEXT
+    );
+    CREATE TABLE recipients (
+        slug TEXT NOT NULL,
+        email TEXT NOT NULL,                     -- lower-cased: one row per address and issue
+        seq INTEGER NOT NULL,                    -- order of sending
+        status TEXT NOT NULL CHECK (status IN ('pending', 'in_flight', 'sent', 'failed', 'uncertain')),
+        batch INTEGER,
+        run INTEGER NOT NULL,                    -- the run that added it
+        data TEXT NOT NULL,                      -- JSON: address, name, merge field values
+        PRIMARY KEY (slug, email)
+    ) WITHOUT ROWID;
+    CREATE INDEX recipients_by_status ON recipients (slug, status, seq);
+    CREATE TABLE batches (
+        slug TEXT NOT NULL,
+        id INTEGER NOT NULL,
+        status TEXT NOT NULL CHECK (status IN ('in_flight', 'sent', 'failed', 'uncertain')),
+        size INTEGER NOT NULL,
+        first_seq INTEGER NOT NULL,
+        last_seq INTEGER NOT NULL,
+        message_id TEXT,
+        error TEXT,
+        started_at TEXT NOT NULL,
+        finished_at TEXT,
+        PRIMARY KEY (slug, id)
+    );
     """,
 )
 
@@ -100,7 +137,7 @@ class Store:
         """Record suppressions; the first record of an address is kept. Returns how many were new."""
         added = 0
         with self.transaction():
-            for chunk in _chunks(entries, CHUNK):
+            for chunk in chunks(entries, CHUNK):
                 before = self.db.total_changes
                 for entry in chunk:
                     if entry.reason not in REASONS:
@@ -123,7 +160,7 @@ class Store:
     def suppressed_among(self, emails: Sequence[str]) -> set[str]:
         """Which of these (lower-cased) addresses are suppressed: one query per 500 addresses."""
         found: set[str] = set()
-        for chunk in _chunks(emails, CHUNK):
+        for chunk in chunks(emails, CHUNK):
             marks = ",".join("?" * len(chunk))
             found.update(
                 row[0] for row in self.db.execute(f"SELECT email FROM suppressions WHERE email IN ({marks})", chunk)
@@ -146,8 +183,9 @@ class _Transaction:
         self.db.execute("ROLLBACK" if kind else "COMMIT")
 
 
-def _chunks(items: Iterable[object], size: int) -> Iterator[list]:
-    chunk: list = []
+def chunks(items: Iterable[T], size: int) -> Iterator[list[T]]:
+    """Lists of ``size`` items (the last one shorter), for batched SQL."""
+    chunk: list[T] = []
     for item in items:
         chunk.append(item)
         if len(chunk) == size:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import re
+import sys
 import threading
 import time
 from dataclasses import dataclass, field
@@ -33,6 +34,19 @@ class Fault:
     headers: dict[str, str] = field(default_factory=dict)
     body: Any = None
     path: str | None = None  # only for requests whose path ends with this
+
+
+@dataclass
+class Delivery:
+    """One recipient's copy of an accepted request, substitutions applied."""
+
+    email: str
+    name: str
+    subject: str
+    text: str
+    html: str
+    headers: dict[str, str]
+    message_id: str
 
 
 @dataclass
@@ -112,6 +126,13 @@ class ContractViolation(AssertionError):
     pass
 
 
+class _QuietServer(ThreadingHTTPServer):
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        """A client killed mid-request (the kill -9 test) is expected, not an error."""
+        if not isinstance(sys.exc_info()[1], ConnectionError):
+            super().handle_error(request, client_address)
+
+
 class FakeSendGrid:
     """State and script of the stand-in; ``url`` is what SENDGRID_API_HOST should be."""
 
@@ -125,11 +146,15 @@ class FakeSendGrid:
         }
         self.groups: dict[str, list[str]] = {}
         self.global_added: list[str] = []
+        self.deliveries: list[Delivery] = []
+        self.keep_content = True  # False: deliveries keep no subject/text/html (large lists)
+        self.delay = 0.0  # seconds before answering a mail send
+        self.batches = 0
         self.faults: list[Fault] = []
         self.seen: list[Seen] = []
         self.violations: list[str] = []
         self.lock = threading.Lock()
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
+        self.server = _QuietServer(("127.0.0.1", 0), self._handler())
         self.server.daemon_threads = True
         self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
@@ -153,20 +178,49 @@ class FakeSendGrid:
                     return self.faults.pop(index)
         return None
 
-    def answer(self, method: str, path: str, query: dict[str, list[str]], body: Any) -> tuple[int, Any]:
+    def answer(self, method: str, path: str, query: dict[str, list[str]], body: Any) -> tuple[int, Any, dict]:
         if method == "GET" and path.startswith("/v3/suppression/"):
             entries = self.lists[path.rsplit("/", 1)[-1]]
             limit = int(query.get("limit", ["500"])[0])
             offset = int(query.get("offset", ["0"])[0])
-            return 200, entries[offset : offset + limit]
+            return 200, entries[offset : offset + limit], {}
         group = re.fullmatch(r"/v3/asm/groups/([^/]+)/suppressions", path)
         if method == "GET" and group:
-            return 200, self.groups.get(group.group(1), [])
+            return 200, self.groups.get(group.group(1), []), {}
+        if method == "POST" and path == "/v3/mail/send":
+            return self._accept_mail(body)
         if method == "POST" and path == "/v3/asm/suppressions/global":
             with self.lock:
                 self.global_added.extend(body["recipient_emails"])
-            return 201, body
+            return 201, body, {}
         raise ContractViolation(f"the stand-in does not serve {method} {path}")
+
+    def _accept_mail(self, body: dict[str, Any]) -> tuple[int, Any, dict[str, str]]:
+        if self.delay:
+            time.sleep(self.delay)
+        with self.lock:
+            self.batches += 1
+            message_id = f"msg-{self.batches}"
+        contents = {c["type"]: c["value"] for c in body["content"]}
+        found = []
+        for entry in body["personalizations"]:
+            subs = entry.get("substitutions", {})
+            apply = (lambda text, subs=subs: _substitute(text, subs)) if self.keep_content else (lambda text: "")
+            to = entry["to"][0]
+            found.append(
+                Delivery(
+                    email=to["email"],
+                    name=to.get("name", ""),
+                    subject=apply(body["subject"]),
+                    text=apply(contents.get("text/plain", "")),
+                    html=apply(contents.get("text/html", "")),
+                    headers=entry.get("headers", {}),
+                    message_id=message_id,
+                )
+            )
+        with self.lock:
+            self.deliveries.extend(found)
+        return 202, None, {"X-Message-Id": message_id}
 
     def _handler(self) -> type[BaseHTTPRequestHandler]:
         fake = self
@@ -198,6 +252,8 @@ class FakeSendGrid:
                     fake.seen.append(Seen(self.command, parts.path, query, headers, body))
                 try:
                     fake.contract.check(self.command, parts.path, query, headers, body)
+                    if parts.path == "/v3/mail/send":
+                        check_mail_rules(body)
                 except ContractViolation as exc:
                     fake.violations.append(f"{self.command} {parts.path}: {exc}")
                     self._respond(400, {"errors": [{"message": str(exc), "field": None}]})
@@ -213,15 +269,80 @@ class FakeSendGrid:
                         return
                     self._respond(fault.status, fault.body, fault.headers)
                     return
-                status, payload = fake.answer(self.command, parts.path, query, body)
-                self._respond(status, payload)
+                status, payload, extra = fake.answer(self.command, parts.path, query, body)
+                self._respond(status, payload, extra)
 
             do_GET = do_POST = do_DELETE = do_PATCH = do_PUT = _handle
 
         return Handler
 
 
-def rate_limited(seconds_from_now: float = 0.0) -> Fault:
+RESERVED_HEADERS = {
+    "x-sg-id",
+    "x-sg-eid",
+    "received",
+    "dkim-signature",
+    "content-type",
+    "content-transfer-encoding",
+    "to",
+    "from",
+    "subject",
+    "reply-to",
+    "cc",
+    "bcc",
+}
+ASM_TAGS = ("<%asm_group_unsubscribe_raw_url%>", "<%asm_preferences_raw_url%>", "<%asm_global_unsubscribe_raw_url%>")
+
+
+def check_mail_rules(body: dict[str, Any]) -> None:
+    """SendGrid's mail-send rules that its schema cannot express (../shared/sendgrid/README.md)."""
+    people = body["personalizations"]
+    if len(people) > 1000:
+        raise ContractViolation(f"{len(people)} personalizations (at most 1000)")
+    addresses = [r["email"].lower() for p in people for kind in ("to", "cc", "bcc") for r in p.get(kind, [])]
+    if len(addresses) > 1000:
+        raise ContractViolation(f"{len(addresses)} recipients (at most 1000)")
+    if len(addresses) != len(set(addresses)):
+        raise ContractViolation("an address appears twice in one request")
+    if len(json.dumps(body).encode()) >= 30 * 1024 * 1024:
+        raise ContractViolation("request over 30 MB")
+    for p in people:
+        for r in p.get("to", []):
+            if any(c in r.get("name", "") for c in ";,") or len(r["email"]) > 320:
+                raise ContractViolation(f"bad recipient {r!r}")
+            if any(c in r.get("name", "") for c in "\r\n"):
+                raise ContractViolation(f"line break in a recipient name {r!r}")
+        subs = p.get("substitutions", {})
+        if not all(isinstance(v, str) for v in subs.values()):
+            raise ContractViolation("substitution values must be strings")
+        if sum(len(k.encode()) + len(v.encode()) for k, v in subs.items()) > 10_000:
+            raise ContractViolation("substitutions over 10,000 bytes in one personalization")
+        for name in p.get("headers", {}):
+            if name.lower() in RESERVED_HEADERS:
+                raise ContractViolation(f"reserved header {name}")
+    custom = body.get("custom_args", {})
+    if not all(isinstance(v, str) and v for v in custom.values()):
+        raise ContractViolation("custom_args values must be non-empty strings")
+    categories = body.get("categories", [])
+    if len(categories) > 10 or len(set(categories)) != len(categories) or not all(c.isascii() for c in categories):
+        raise ContractViolation(f"bad categories {categories!r}")
+    if "send_at" in body and not time.time() - 60 <= body["send_at"] <= time.time() + 72 * 3600:
+        raise ContractViolation("send_at more than 72 hours ahead")
+    types = [c["type"] for c in body["content"]]
+    if "text/html" in types and "text/plain" in types and types.index("text/plain") > types.index("text/html"):
+        raise ContractViolation("text/plain must come before text/html")
+    text = json.dumps(body)
+    if any(tag in text for tag in ASM_TAGS) and "asm" not in body:
+        raise ContractViolation("SendGrid unsubscribe tags without an asm group")
+
+
+def _substitute(text: str, substitutions: dict[str, str]) -> str:
+    for key, value in substitutions.items():
+        text = text.replace(key, value)
+    return text
+
+
+def rate_limited(seconds_from_now: float = 0.0, path: str | None = None) -> Fault:
     reset = int(time.time() + seconds_from_now)
     headers = {"X-RateLimit-Limit": "600", "X-RateLimit-Remaining": "0", "X-RateLimit-Reset": str(reset)}
-    return Fault(429, headers, {"errors": [{"message": "too many requests"}]})
+    return Fault(429, headers, {"errors": [{"message": "too many requests"}]}, path)

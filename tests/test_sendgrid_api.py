@@ -1,9 +1,9 @@
 import json
-import time
+import threading
 
 import pytest
 
-from newsletter_cli.sendgrid_api import SendGrid, SendGridError
+from newsletter_cli.sendgrid_api import SendGrid, SendGridError, Stopped
 
 from .conftest import REPO
 from .sendgrid_fake import API_KEY, CONTRACT, Fault, rate_limited
@@ -16,12 +16,22 @@ def test_the_vendored_contract_matches_the_shared_one():
     assert json.loads(CONTRACT.read_text()) == json.loads(SHARED_CONTRACT.read_text())
 
 
+class RecordingStop(threading.Event):
+    """Records each retry wait and waits at most 50 ms of it."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.waits: list[float] = []
+
+    def wait(self, timeout: float | None = None) -> bool:
+        self.waits.append(timeout or 0.0)
+        return super().wait(min(timeout or 0.0, 0.05))
+
+
 def client(fake, **kwargs) -> SendGrid:
-    waits: list[float] = []
-    api = SendGrid(
-        API_KEY, fake.url, backoff=0.01, sleep=lambda s: (waits.append(s), time.sleep(min(s, 0.05))), **kwargs
-    )
-    api.waits = waits  # type: ignore[attr-defined]
+    stop = RecordingStop()
+    api = SendGrid(API_KEY, fake.url, backoff=0.01, stop=stop, **kwargs)
+    api.waits = stop.waits  # type: ignore[attr-defined]
     return api
 
 
@@ -66,6 +76,14 @@ def test_400_carries_sendgrids_messages(sendgrid):
     sendgrid.fail_next(Fault(400, body={"errors": [{"message": "bad thing", "field": "x.y"}]}))
     with pytest.raises(SendGridError, match=r"answered 400 to GET /v3/asm/groups/5/suppressions: x.y: bad thing$"):
         client(sendgrid).group_suppressions(5)
+
+
+def test_a_stop_cuts_a_retry_wait_short(sendgrid):
+    sendgrid.fail_next(Fault(503))
+    stop = threading.Event()
+    stop.set()
+    with pytest.raises(Stopped, match="stopped before retrying"):
+        SendGrid(API_KEY, sendgrid.url, backoff=30, stop=stop).group_suppressions(5)
 
 
 def test_an_unreachable_host_is_one_line():

@@ -1,0 +1,382 @@
+import datetime as dt
+import io
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections import Counter
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from newsletter_cli.cli import cli
+from newsletter_cli.config import load_config
+from newsletter_cli.errors import NewsletterError
+from newsletter_cli.send import parse_send_at
+from newsletter_cli.unsubscribe import Endpoint
+
+from .sendgrid_fake import Fault, rate_limited
+
+SECRET = "a-test-secret-of-enough-length"
+ISSUE = "issues/test.md"
+
+
+@pytest.fixture
+def runner():
+    return CliRunner()
+
+
+@pytest.fixture
+def newsletter(folder, write_issue, sendgrid, monkeypatch):
+    """A folder with an issue that uses a merge field, and the loopback SendGrid."""
+    monkeypatch.setenv("NEWSLETTER_SECRET", SECRET)
+    write_issue(
+        'Hi {{ subscriber.first_name | default("friend") }}!\n',
+        front='subject: "News for {{ subscriber.first_name | default(\\"you\\") }}"',
+    )
+    return folder
+
+
+def write_list(folder: Path, count: int, extra: str = "") -> list[str]:
+    emails = [f"user{i}@example.com" for i in range(count)]
+    rows = "".join(f"{email},User{i}\n" for i, email in enumerate(emails))
+    (folder / "subscribers.csv").write_text("email,first_name\n" + rows + extra)
+    return emails
+
+
+def send(runner, *args):
+    return runner.invoke(cli, ["send", ISSUE, *args])
+
+
+def status(runner) -> dict:
+    result = runner.invoke(cli, ["status", ISSUE, "--json"])
+    assert result.exit_code == 0, result.output
+    return json.loads(result.output)
+
+
+def delivered(sendgrid) -> Counter:
+    return Counter(d.email for d in sendgrid.deliveries)
+
+
+def test_a_send_delivers_once_to_everyone_with_their_fields_and_unsubscribe_headers(runner, newsletter, sendgrid):
+    write_list(newsletter, 3)
+    result = send(runner, "--yes")
+    assert result.exit_code == 0, result.output
+    assert result.output.splitlines()[-1] == "Sent to 3 recipients; all 3 eligible recipients have this issue."
+    assert "batch 1: 3 sent (3/3)" in result.output
+    assert delivered(sendgrid) == Counter({"user0@example.com": 1, "user1@example.com": 1, "user2@example.com": 1})
+    first = sendgrid.deliveries[0]
+    assert first.subject == "News for User0"
+    assert "Hi User0!" in first.html and "Hi User0!" in first.text
+    assert first.headers["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
+    assert first.headers["List-Unsubscribe"].startswith("<https://test.example/unsubscribe?token=")
+    assert first.headers["List-Unsubscribe"][1:-1] in first.html
+    assert not any(token in first.html + first.text + first.subject for token in ("NLH", "NLT", "NLF"))
+    counts = status(runner)
+    assert {k: counts[k] for k in ("sent", "pending", "failed", "uncertain", "suppressed", "invalid", "duplicate")} == {
+        "sent": 3,
+        "pending": 0,
+        "failed": 0,
+        "uncertain": 0,
+        "suppressed": 0,
+        "invalid": 0,
+        "duplicate": 0,
+    }
+    assert counts["last_batch_at"]
+
+
+def test_the_summary_shows_everything_before_sending(runner, newsletter, sendgrid):
+    write_list(newsletter, 2, extra="bad address,X\nUSER0@example.com,Dup\n")
+    runner.invoke(cli, ["unsubscribes", "add", "user1@example.com"])
+    result = send(runner, "--yes", "--no-sync")
+    lines = result.output.splitlines()
+    assert lines[:7] == [
+        "Issue:       test",
+        "Subject:     News for you",
+        "From:        Test News <news@test.example>",
+        "Recipients:  1",
+        "Skipped:     1 invalid, 1 duplicate, 1 suppressed, 0 already sent",
+        "Batches:     1 of up to 1000, 8 at a time",
+        "Unsubscribe: own endpoint (https://test.example/unsubscribe)",
+    ]
+    assert delivered(sendgrid) == Counter({"user0@example.com": 1})
+
+
+def test_names_with_markup_commas_quotes_and_line_breaks_arrive_escaped_and_clean(runner, newsletter, sendgrid):
+    (newsletter / "subscribers.csv").write_text(
+        'email,first_name,last_name\na@example.com,"<script>x</script>","O\'Neil, ""Jr""\nBcc: evil"\n'
+    )
+    result = send(runner, "--yes")
+    assert result.exit_code == 0, result.output
+    [mail] = sendgrid.deliveries
+    assert "Hi &lt;script&gt;x&lt;/script&gt;!" in mail.html
+    assert "<script>x</script>" not in mail.html
+    assert "Hi <script>x</script>!" in mail.text
+    assert mail.subject == "News for <script>x</script>"
+    assert (
+        (mail.name == "<script>x</script> O'Neil Jr Bcc: evil".replace("<", " ").replace(">", " ").split()
+        and False)
+        or mail.name
+    )
+    assert not any(c in mail.name for c in ';,"\r\n<>')
+
+
+def test_a_second_send_mails_nobody_twice_and_asks_about_new_addresses(runner, newsletter, sendgrid):
+    emails = write_list(newsletter, 3)
+    assert send(runner, "--yes").exit_code == 0
+    again = send(runner, "--yes")
+    assert again.exit_code == 0
+    assert again.output.splitlines()[-1] == "Nothing to send: all 3 eligible recipients already have this issue."
+    write_list(newsletter, 5)
+    asked = send(runner)
+    assert asked.exit_code == 1
+    assert "Recipients:  2 (2 new since the last send of this issue)" in asked.output
+    assert (
+        asked.output.splitlines()[-1]
+        == "Error: no terminal to confirm on: add --yes to send without asking. Nothing was sent."
+    )
+    assert status(runner)["pending"] == 0
+    assert send(runner, "--yes").exit_code == 0
+    assert delivered(sendgrid) == Counter({email: 1 for email in [*emails, "user3@example.com", "user4@example.com"]})
+
+
+def test_limit_sends_the_first_n_and_the_next_send_continues(runner, newsletter, sendgrid):
+    write_list(newsletter, 5)
+    first = send(runner, "--yes", "--limit", "2", "--batch-size", "1")
+    assert first.exit_code == 0, first.output
+    assert first.output.splitlines()[-1] == (
+        f"Sent to 2 (--limit); 3 still pending: run 'newsletter send {ISSUE}' to continue."
+    )
+    assert [d.email for d in sendgrid.deliveries] == ["user0@example.com", "user1@example.com"]
+    assert send(runner, "--yes").exit_code == 0
+    assert sorted(delivered(sendgrid).values()) == [1] * 5
+
+
+def test_faults_are_retried_and_a_rejected_batch_is_recorded_and_retried_later(runner, newsletter, sendgrid):
+    emails = write_list(newsletter, 50)
+    mail = "/mail/send"
+    sendgrid.fail_next(
+        rate_limited(1, path=mail),
+        Fault(503, path=mail),
+        Fault(0, path=mail),
+        Fault(502, path=mail),
+        Fault(
+            400,
+            body={"errors": [{"message": "The content value must be a string", "field": "content.0.value"}]},
+            path=mail,
+        ),
+    )
+    result = send(runner, "--yes", "--batch-size", "10", "--concurrency", "1")
+    assert result.exit_code == 1
+    assert (
+        "failed: SendGrid answered 400 to POST /v3/mail/send: content.0.value: The content value must be a string"
+        in result.output
+    )
+    assert result.output.splitlines()[-1].startswith("Sent to 40 in this run; 10 failed (see 'newsletter status")
+    counts = status(runner)
+    assert (counts["sent"], counts["failed"]) == (40, 10)
+    assert counts["failed_batches"] == [
+        {
+            "batch": counts["failed_batches"][0]["batch"],
+            "recipients": 10,
+            "error": "SendGrid answered 400 to POST /v3/mail/send: content.0.value: The content value must be a string",
+        }
+    ]
+    assert send(runner, "--yes", "--retry-failed").exit_code == 0
+    assert delivered(sendgrid) == Counter({email: 1 for email in emails})
+    assert status(runner)["failed_batches"] == []
+
+
+def test_401_stops_the_whole_send_at_once_without_showing_the_key(runner, newsletter, sendgrid, monkeypatch):
+    write_list(newsletter, 30)
+    monkeypatch.setenv("SENDGRID_API_KEY", "SG.wrong-key-value")
+    result = send(runner, "--yes", "--no-sync", "--batch-size", "10")
+    assert result.exit_code == 1
+    assert result.output.splitlines()[-1] == (
+        "Error: SendGrid rejected the API key (401): check SENDGRID_API_KEY. Sending stopped; "
+        f"0 sent in this run, 30 still pending: run 'newsletter send {ISSUE}' to resume."
+    )
+    assert "SG.wrong" not in result.output
+    assert sendgrid.deliveries == []
+    assert status(runner)["pending"] == 30
+
+
+def test_without_an_api_key_or_secret_it_says_so(runner, newsletter, monkeypatch):
+    write_list(newsletter, 1)
+    monkeypatch.delenv("SENDGRID_API_KEY")
+    result = send(runner, "--yes")
+    assert (
+        result.output
+        == "Error: SENDGRID_API_KEY is not set: sending needs a SendGrid API key with the Mail Send scope\n"
+    )
+    monkeypatch.delenv("NEWSLETTER_SECRET")
+    assert send(runner, "--yes").output.startswith("Error: NEWSLETTER_SECRET is not set")
+
+
+def test_dry_run_writes_payloads_and_a_real_eml_and_touches_no_journal(runner, newsletter, sendgrid):
+    write_list(newsletter, 3)
+    result = send(runner, "--dry-run", "--batch-size", "2")
+    assert result.exit_code == 0, result.output
+    assert (
+        result.output.splitlines()[-1]
+        == "Dry run: wrote 2 batch payloads and sample.eml to build/test-dry-run/; nothing was sent."
+    )
+    out = newsletter / "build" / "test-dry-run"
+    assert sorted(p.name for p in out.iterdir()) == ["batch-0001.json", "batch-0002.json", "sample.eml"]
+    payload = json.loads((out / "batch-0001.json").read_text())
+    assert [p["to"][0]["email"] for p in payload["personalizations"]] == ["user0@example.com", "user1@example.com"]
+    assert [c["type"] for c in payload["content"]] == ["text/plain", "text/html"]
+    assert sendgrid.seen == []
+    assert status(runner)["pending"] == 0
+    eml = (out / "sample.eml").read_text()
+    for header in (
+        "From:",
+        "To: User0 <user0@example.com>",
+        "Subject: News for User0",
+        "Date:",
+        "Message-ID:",
+        "MIME-Version: 1.0",
+        "List-Unsubscribe: <https://test.example/unsubscribe?token=",
+        "List-Unsubscribe-Post: List-Unsubscribe=One-Click",
+        "Content-Type: multipart/alternative",
+    ):
+        assert header in eml
+    assert SECRET not in eml and SECRET not in (out / "batch-0001.json").read_text()
+
+
+def test_suppressed_and_unsubscribed_addresses_receive_nothing(runner, newsletter, sendgrid):
+    write_list(newsletter, 4)
+    runner.invoke(cli, ["unsubscribes", "add", "user0@example.com"])
+    sendgrid.lists["bounces"] = [{"email": "user1@example.com", "created": 1, "reason": "550", "status": "5.1.1"}]
+    result = send(runner, "--yes")
+    assert "Synced:      learned 1 new suppressions from SendGrid" in result.output
+    assert set(delivered(sendgrid)) == {"user2@example.com", "user3@example.com"}
+
+
+def test_schedule_with_at(runner, newsletter, sendgrid):
+    write_list(newsletter, 1)
+    when = (dt.datetime.now() + dt.timedelta(hours=2)).replace(microsecond=0)
+    assert send(runner, "--yes", "--at", when.isoformat()).exit_code == 0
+    [request] = [s for s in sendgrid.seen if s.path == "/v3/mail/send"]
+    assert request.body["send_at"] == int(when.timestamp())
+
+
+def test_at_must_be_ahead_and_within_72_hours():
+    now = dt.datetime(2026, 12, 1, 9, 0, tzinfo=dt.UTC)
+    assert parse_send_at("2026-12-02T09:00+00:00", now) == dt.datetime(2026, 12, 2, 9, 0, tzinfo=dt.UTC)
+    for text, message in [
+        ("2026-12-05T09:00+00:00", "SendGrid schedules at most 72 hours ahead"),
+        ("2026-11-30T09:00+00:00", "that time has passed"),
+        ("tomorrow", "expected a time like 2026-12-01T09:00"),
+    ]:
+        with pytest.raises(NewsletterError, match=message):
+            parse_send_at(text, now)
+
+
+def test_sendgrid_mode_carries_the_group_and_lets_sendgrid_add_the_headers(runner, newsletter, sendgrid):
+    config = (
+        (newsletter / "newsletter.toml")
+        .read_text()
+        .replace('url = "https://test.example/unsubscribe"', "sendgrid_group_id = 42")
+    )
+    (newsletter / "newsletter.toml").write_text(config)
+    write_list(newsletter, 3)
+    sendgrid.groups["42"] = ["user1@example.com"]
+    assert send(runner, "--yes").exit_code == 0
+    [request] = [s for s in sendgrid.seen if s.path == "/v3/mail/send"]
+    assert request.body["asm"] == {"group_id": 42}
+    assert all("headers" not in p for p in request.body["personalizations"])
+    assert "<%asm_group_unsubscribe_raw_url%>" in request.body["content"][1]["value"]
+    assert set(delivered(sendgrid)) == {"user0@example.com", "user2@example.com"}
+
+
+# --- real processes: kill -9 and Ctrl-C ------------------------------------------------------
+
+
+def start_send(folder: Path, *args: str) -> subprocess.Popen:
+    return subprocess.Popen(
+        [sys.executable, "-m", "newsletter_cli", "send", ISSUE, "--yes", *args],
+        cwd=folder,
+        env=dict(os.environ),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+def wait_for(condition, seconds: float = 30) -> None:
+    deadline = time.monotonic() + seconds
+    while not condition():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.01)
+
+
+def test_kill_9_in_the_middle_then_resume_mails_nobody_twice(runner, newsletter, sendgrid):
+    emails = write_list(newsletter, 4000)
+    sendgrid.keep_content = False
+    sendgrid.delay = 0.05
+    process = start_send(newsletter, "--batch-size", "100", "--concurrency", "4")
+    wait_for(lambda: sendgrid.batches >= 8)
+    process.send_signal(signal.SIGKILL)
+    process.wait(timeout=10)
+    before = status(runner)
+    assert before["sent"] < 4000
+    sendgrid.delay = 0
+    resumed = send(runner, "--yes")
+    counts = status(runner)
+    received = delivered(sendgrid)
+    assert max(received.values()) == 1, "nobody received the issue twice"
+    assert counts["sent"] + counts["failed"] + counts["uncertain"] == 4000
+    assert counts["pending"] == 0
+    assert set(received) <= set(emails)
+    if counts["uncertain"]:
+        assert resumed.exit_code == 1
+        assert "uncertain" in resumed.output.splitlines()[-1], resumed.output
+        uncertain_total = sum(b["recipients"] for b in counts["uncertain_batches"])
+        assert uncertain_total == counts["uncertain"]
+
+
+def test_ctrl_c_lets_requests_in_flight_finish_and_leaves_nothing_uncertain(runner, newsletter, sendgrid):
+    write_list(newsletter, 3000)
+    sendgrid.keep_content = False
+    sendgrid.delay = 0.1
+    process = start_send(newsletter, "--batch-size", "100", "--concurrency", "4")
+    wait_for(lambda: sendgrid.batches >= 4)
+    process.send_signal(signal.SIGINT)
+    out, err = process.communicate(timeout=30)
+    assert process.returncode == 1
+    assert "Traceback" not in err
+    assert out.splitlines()[-1].endswith(f"still pending: run 'newsletter send {ISSUE}' to resume.")
+    counts = status(runner)
+    assert counts["uncertain"] == 0 and counts["failed"] == 0
+    assert counts["sent"] == len(sendgrid.deliveries)
+    assert counts["sent"] + counts["pending"] == 3000
+    sendgrid.delay = 0
+    assert send(runner, "--yes").exit_code == 0
+    assert max(delivered(sendgrid).values()) == 1 and len(delivered(sendgrid)) == 3000
+
+
+def test_a_one_click_unsubscribe_is_honoured_by_the_next_send(runner, newsletter, sendgrid):
+    write_list(newsletter, 3)
+    assert send(runner, "--yes").exit_code == 0
+    link = next(d for d in sendgrid.deliveries if d.email == "user1@example.com").headers["List-Unsubscribe"][1:-1]
+    config = load_config(newsletter / "newsletter.toml", environ={})
+    body = b"List-Unsubscribe=One-Click"
+    environ = {
+        "REQUEST_METHOD": "POST",
+        "QUERY_STRING": link.split("?", 1)[1],
+        "CONTENT_LENGTH": str(len(body)),
+        "CONTENT_TYPE": "application/x-www-form-urlencoded",
+        "wsgi.input": io.BytesIO(body),
+    }
+    statuses = []
+    Endpoint(config, SECRET.encode())(environ, lambda status, headers: statuses.append(status))
+    assert statuses == ["200 OK"]
+    (newsletter / "issues" / "next.md").write_text("---\nsubject: The next issue\n---\nHello again\n")
+    result = runner.invoke(cli, ["send", "issues/next.md", "--yes"])
+    assert result.exit_code == 0, result.output
+    january = [d.email for d in sendgrid.deliveries if d.subject == "The next issue"]
+    assert sorted(january) == ["user0@example.com", "user2@example.com"]
