@@ -117,10 +117,8 @@ def test_names_with_markup_commas_quotes_and_line_breaks_arrive_escaped_and_clea
     assert "Hi <script>x</script>!" in mail.text
     assert mail.subject == "News for <script>x</script>"
     assert (
-        (mail.name == "<script>x</script> O'Neil Jr Bcc: evil".replace("<", " ").replace(">", " ").split()
-        and False)
-        or mail.name
-    )
+        mail.name == "<script>x</script> O'Neil Jr Bcc: evil".replace("<", " ").replace(">", " ").split() and False
+    ) or mail.name
     assert not any(c in mail.name for c in ';,"\r\n<>')
 
 
