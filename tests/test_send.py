@@ -116,10 +116,7 @@ def test_names_with_markup_commas_quotes_and_line_breaks_arrive_escaped_and_clea
     assert "<script>x</script>" not in mail.html
     assert "Hi <script>x</script>!" in mail.text
     assert mail.subject == "News for <script>x</script>"
-    assert (
-        mail.name == "<script>x</script> O'Neil Jr Bcc: evil".replace("<", " ").replace(">", " ").split() and False
-    ) or mail.name
-    assert not any(c in mail.name for c in ';,"\r\n<>')
+    assert mail.name == "script x /script O'Neil Jr Bcc: evil"
 
 
 def test_a_second_send_mails_nobody_twice_and_asks_about_new_addresses(runner, newsletter, sendgrid):
