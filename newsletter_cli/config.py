@@ -98,6 +98,8 @@ def _unsubscribe_url(value: Any) -> str:
     url = _url(value, https_only=True)
     if urlsplit(url).query:
         raise ValueError("expected a URL without a query string (the token is added as ?token=)")
+    if re.search(r"[&<>\"'\s]", url):
+        raise ValueError("expected a URL without &, <, >, quotes or spaces")
     return url
 
 

@@ -1,9 +1,11 @@
 """The send journal: who has been sent an issue, who is waiting, and every batch's fate.
 
-Every recipient of a send is written as ``pending`` before the first request; a batch becomes
-``in_flight`` (committed) before its request and ``sent`` or ``failed`` (committed) right after
-the answer. A batch still ``in_flight`` when a new run starts was perhaps accepted by SendGrid
-before a crash: it becomes ``uncertain`` and is not sent again unless asked.
+Every recipient of a send is written as pending (no batch) before the first request. Taking a
+batch assigns its recipients to a new batch row, ``in_flight``, committed before the request;
+SendGrid's answer turns that one row ``sent`` or ``failed``, committed right after. A recipient's
+state is its batch's state, so recording an answer writes one row, not a thousand. A batch still
+``in_flight`` when a new run starts was perhaps accepted before a crash: it becomes
+``uncertain`` and is not sent again unless asked.
 """
 
 from __future__ import annotations
@@ -17,9 +19,9 @@ from newsletter_cli.store import Store, chunks, now
 from newsletter_cli.subscribers import Row
 
 PENDING, IN_FLIGHT, SENT, FAILED, UNCERTAIN = "pending", "in_flight", "sent", "failed", "uncertain"
-# a batch's recipients, found through the (slug, status, seq) index rather than a scan
-IN_BATCH = "slug = ? AND status = ? AND seq BETWEEN ? AND ? AND batch = ?"
+REQUEUED = "requeued"  # a failed or uncertain batch whose recipients are pending again
 STATUSES = (SENT, PENDING, FAILED, UNCERTAIN, IN_FLIGHT)
+_encode = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
 
 
 @dataclass(frozen=True)
@@ -37,7 +39,7 @@ class Batch:
 
 
 @dataclass(frozen=True)
-class FailedBatch:
+class BatchInfo:
     id: int
     size: int
     error: str
@@ -60,59 +62,50 @@ class Journal:
                 "INSERT INTO sends (slug, subject, created_at) VALUES (?, ?, ?) ON CONFLICT (slug) DO NOTHING",
                 (self.slug, subject, now()),
             )
-            db.execute(
-                "UPDATE recipients SET status = ? WHERE slug = ? AND status = ?", (UNCERTAIN, self.slug, IN_FLIGHT)
-            )
             db.execute("UPDATE batches SET status = ? WHERE slug = ? AND status = ?", (UNCERTAIN, self.slug, IN_FLIGHT))
             row = db.execute("SELECT coalesce(max(run), 0) + 1 FROM recipients WHERE slug = ?", (self.slug,)).fetchone()
         return int(row[0])
 
     def add(self, rows: Iterable[Row], run: int, keep: Iterable[str] = ()) -> tuple[int, int]:
-        """Write the list's valid rows as pending, keeping what the journal already knows.
+        """Write the list's valid rows as pending, keeping of each only the columns in ``keep``.
 
-        Returns (new rows, rows already in the journal). Pending rows of earlier runs that the
-        list no longer has, or that are suppressed now, are dropped afterwards by ``settle``.
+        The journal de-duplicates: an address already written by this run is a duplicate in the
+        list (the first row wins); one written by an earlier run is marked as still listed and,
+        if still pending, takes its current data. Returns (new addresses, addresses listed).
         """
-        kept = set(keep)
-        added = existing = 0
-        seq = self.db.execute("SELECT coalesce(max(seq), 0) FROM recipients WHERE slug = ?", (self.slug,)).fetchone()[0]
+        kept = sorted(set(keep))
+        start = seq = self.db.execute("SELECT coalesce(max(seq), 0) FROM recipients").fetchone()[0]
         with self.store.transaction() as db:
-            for chunk in chunks(rows, 500):
-                keys = [row.key for row in chunk]
-                marks = ",".join("?" * len(keys))
-                known = {
-                    email
-                    for (email,) in db.execute(
-                        f"SELECT email FROM recipients WHERE slug = ? AND email IN ({marks})", (self.slug, *keys)
-                    )
-                }
-                db.execute(
-                    f"UPDATE recipients SET run = ? WHERE slug = ? AND status = ? AND email IN ({marks})",
-                    (run, self.slug, PENDING, *keys),
-                )
-                fresh = []
+            for chunk in chunks(rows, 1000):
+                params = []
                 for row in chunk:
-                    if row.key in known:
-                        continue
                     seq += 1
-                    data = {"email": row.email, "name": row.name, "fields": {k: row.fields.get(k, "") for k in kept}}
-                    fresh.append((self.slug, row.key, seq, PENDING, run, json.dumps(data, separators=(",", ":"))))
+                    fields = row.fields
+                    values = {k: fields[k] for k in kept if fields.get(k)}
+                    params.append((seq, self.slug, row.key, run, _encode([row.email, row.name, values])))
                 db.executemany(
-                    "INSERT INTO recipients (slug, email, seq, status, run, data) VALUES (?, ?, ?, ?, ?, ?)", fresh
+                    "INSERT INTO recipients (seq, slug, email, run, data) VALUES (?, ?, ?, ?, ?)"
+                    " ON CONFLICT (slug, email) DO UPDATE SET run = excluded.run,"
+                    " data = CASE WHEN batch IS NULL THEN excluded.data ELSE data END WHERE run < excluded.run",
+                    params,
                 )
-                added += len(fresh)
-                existing += len(chunk) - len(fresh)
-        return added, existing
+            new = db.execute("SELECT count(*) FROM recipients WHERE seq > ? AND slug = ?", (start, self.slug))
+            new_count = new.fetchone()[0]
+            listed = db.execute("SELECT count(*) FROM recipients WHERE slug = ? AND run = ?", (self.slug, run))
+            listed_count = listed.fetchone()[0]
+        return new_count, listed_count
 
     def settle(self, run: int) -> int:
-        """Drop pending rows the current list no longer has or that are suppressed; returns how many."""
+        """Drop pending rows the list no longer has, or that are suppressed; returns how many of
+        the list's addresses were dropped as suppressed."""
         with self.store.transaction() as db:
-            gone = db.execute(
-                "DELETE FROM recipients WHERE slug = ? AND status = ?"
-                " AND (run < ? OR email IN (SELECT email FROM suppressions))",
-                (self.slug, PENDING, run),
+            suppressed = db.execute(
+                "DELETE FROM recipients WHERE slug = ? AND batch IS NULL AND run = ?"
+                " AND email IN (SELECT email FROM suppressions)",
+                (self.slug, run),
             ).rowcount
-        return gone
+            db.execute("DELETE FROM recipients WHERE slug = ? AND batch IS NULL AND run < ?", (self.slug, run))
+        return suppressed
 
     def record_skips(self, invalid: int, duplicate: int, suppressed: int) -> None:
         with self.store.transaction() as db:
@@ -124,32 +117,39 @@ class Journal:
     def discard(self, run: int) -> None:
         """The user declined: forget the rows this run added that were never sent."""
         with self.store.transaction() as db:
-            db.execute(
-                "DELETE FROM recipients WHERE slug = ? AND run = ? AND status = ? AND batch IS NULL",
-                (self.slug, run, PENDING),
-            )
+            db.execute("DELETE FROM recipients WHERE slug = ? AND run = ? AND batch IS NULL", (self.slug, run))
 
     def requeue(self, status: str) -> int:
-        """Make failed (or uncertain) recipients pending again; returns how many."""
+        """Make the recipients of failed (or uncertain) batches pending again; returns how many."""
+        count = 0
         with self.store.transaction() as db:
-            return db.execute(
-                "UPDATE recipients SET status = ?, batch = NULL WHERE slug = ? AND status = ?",
-                (PENDING, self.slug, status),
-            ).rowcount
+            for batch_id, first, last in db.execute(
+                "SELECT id, first_seq, last_seq FROM batches WHERE slug = ? AND status = ?", (self.slug, status)
+            ).fetchall():
+                count += db.execute(
+                    "UPDATE recipients SET batch = NULL WHERE seq BETWEEN ? AND ? AND slug = ? AND batch = ?",
+                    (first, last, self.slug, batch_id),
+                ).rowcount
+                db.execute("UPDATE batches SET status = ? WHERE slug = ? AND id = ?", (REQUEUED, self.slug, batch_id))
+        return count
 
     # --- batches -----------------------------------------------------------------------------
 
     def next_batch(self, size: int) -> Batch | None:
-        """Take up to ``size`` pending recipients in list order and mark them in flight (committed)."""
+        """Take up to ``size`` pending recipients in list order into a new in-flight batch (committed)."""
         with self.store.transaction() as db:
-            db.execute(
-                "DELETE FROM recipients WHERE slug = ? AND status = ? AND email IN (SELECT email FROM suppressions)",
-                (self.slug, PENDING),
-            )
-            rows = db.execute(
-                "SELECT seq, data FROM recipients WHERE slug = ? AND status = ? ORDER BY seq LIMIT ?",
-                (self.slug, PENDING, size),
-            ).fetchall()
+            while True:
+                rows = db.execute(
+                    "SELECT seq, data, email FROM recipients WHERE slug = ? AND batch IS NULL ORDER BY seq LIMIT ?",
+                    (self.slug, size),
+                ).fetchall()
+                # an unsubscribe that arrived since planning: drop those rows, take others instead
+                blocked = self.store.suppressed_among([email for _, _, email in rows])
+                if not blocked:
+                    break
+                db.executemany(
+                    "DELETE FROM recipients WHERE slug = ? AND email = ?", [(self.slug, email) for email in blocked]
+                )
             if not rows:
                 return None
             batch_id = db.execute(
@@ -157,8 +157,8 @@ class Journal:
             ).fetchone()[0]
             first, last = rows[0][0], rows[-1][0]
             db.execute(
-                "UPDATE recipients SET status = ?, batch = ? WHERE slug = ? AND status = ? AND seq BETWEEN ? AND ?",
-                (IN_FLIGHT, batch_id, self.slug, PENDING, first, last),
+                "UPDATE recipients SET batch = ? WHERE seq BETWEEN ? AND ? AND slug = ? AND batch IS NULL",
+                (batch_id, first, last, self.slug),
             )
             db.execute(
                 "INSERT INTO batches (slug, id, status, size, first_seq, last_seq, started_at)"
@@ -166,19 +166,15 @@ class Journal:
                 (self.slug, batch_id, IN_FLIGHT, len(rows), first, last, now()),
             )
         recipients = []
-        for seq, data in rows:
-            item = json.loads(data)
-            recipients.append(Recipient(seq, item["email"], item["name"], item["fields"]))
+        for seq, data, _ in rows:
+            email, name, values = json.loads(data)
+            recipients.append(Recipient(seq, email, name, values))
         return Batch(batch_id, recipients)
 
     def finish(self, batch_id: int, status: str, message_id: str | None = None, error: str | None = None) -> None:
-        """Record SendGrid's answer for a batch: sent or failed (committed at once)."""
+        """Record SendGrid's answer for a batch, sent or failed: one row, committed at once."""
         stamp = now()
         with self.store.transaction() as db:
-            db.execute(
-                f"UPDATE recipients SET status = ? WHERE {IN_BATCH}",
-                (status, *self._batch_range(batch_id)),
-            )
             db.execute(
                 "UPDATE batches SET status = ?, message_id = ?, error = ?, finished_at = ? WHERE slug = ? AND id = ?",
                 (status, message_id, error, stamp, self.slug, batch_id),
@@ -188,26 +184,27 @@ class Journal:
     def release(self, batch_id: int) -> None:
         """A batch stopped before SendGrid accepted it: its recipients are pending again."""
         with self.store.transaction() as db:
+            first, last = db.execute(
+                "SELECT first_seq, last_seq FROM batches WHERE slug = ? AND id = ?", (self.slug, batch_id)
+            ).fetchone()
             db.execute(
-                f"UPDATE recipients SET status = ?, batch = NULL WHERE {IN_BATCH}",
-                (PENDING, *self._batch_range(batch_id)),
+                "UPDATE recipients SET batch = NULL WHERE seq BETWEEN ? AND ? AND slug = ? AND batch = ?",
+                (first, last, self.slug, batch_id),
             )
             db.execute("DELETE FROM batches WHERE slug = ? AND id = ?", (self.slug, batch_id))
-
-    def _batch_range(self, batch_id: int) -> tuple[Any, ...]:
-        first, last = self.db.execute(
-            "SELECT first_seq, last_seq FROM batches WHERE slug = ? AND id = ?", (self.slug, batch_id)
-        ).fetchone()
-        return (self.slug, IN_FLIGHT, first, last, batch_id)
 
     # --- reading -----------------------------------------------------------------------------
 
     def counts(self) -> dict[str, int]:
         found = dict.fromkeys(STATUSES, 0)
         for status, count in self.db.execute(
-            "SELECT status, count(*) FROM recipients WHERE slug = ? GROUP BY status", (self.slug,)
+            "SELECT status, sum(size) FROM batches WHERE slug = ? AND status != ? GROUP BY status",
+            (self.slug, REQUEUED),
         ):
             found[status] = count
+        found[PENDING] = self.db.execute(
+            "SELECT count(*) FROM recipients WHERE slug = ? AND batch IS NULL", (self.slug,)
+        ).fetchone()[0]
         return found
 
     def summary(self) -> dict[str, Any]:
@@ -217,24 +214,22 @@ class Journal:
         invalid, duplicate, suppressed, last = row or (0, 0, 0, None)
         return {"invalid": invalid, "duplicate": duplicate, "suppressed": suppressed, "last_batch_at": last}
 
-    def batches_with(self, status: str) -> list[FailedBatch]:
-        """Batches in this state that still have recipients in it (not requeued since)."""
+    def batches_with(self, status: str) -> list[BatchInfo]:
         return [
-            FailedBatch(*row)
+            BatchInfo(*row)
             for row in self.db.execute(
-                "SELECT id, size, coalesce(error, '') FROM batches b WHERE slug = ? AND status = ? AND EXISTS"
-                " (SELECT 1 FROM recipients r WHERE r.slug = b.slug AND r.status = b.status"
-                "  AND r.seq BETWEEN b.first_seq AND b.last_seq AND r.batch = b.id) ORDER BY id",
+                "SELECT id, size, coalesce(error, '') FROM batches WHERE slug = ? AND status = ? ORDER BY id",
                 (self.slug, status),
             )
         ]
 
     def sent_among(self, keys: list[str]) -> set[str]:
+        """Which of these addresses a batch has taken (sent, failed, uncertain or in flight)."""
         marks = ",".join("?" * len(keys))
         return {
             email
             for (email,) in self.db.execute(
-                f"SELECT email FROM recipients WHERE slug = ? AND status != ? AND email IN ({marks})",
-                (self.slug, PENDING, *keys),
+                f"SELECT email FROM recipients WHERE slug = ? AND batch IS NOT NULL AND email IN ({marks})",
+                (self.slug, *keys),
             )
         }

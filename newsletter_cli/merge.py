@@ -36,6 +36,9 @@ class MergeField:
     name: str
     default: str | None
     line: int
+    # True for values that never need html escaping (our own unsubscribe link): one token then
+    # serves both parts, which saves a substitution per recipient in every request.
+    safe: bool = False
 
     @property
     def key(self) -> str:
@@ -173,15 +176,31 @@ def template_error_line(filename: str | None) -> int | None:
     return line
 
 
-def to_context(text: str, context: str) -> str:
+def to_context(text: str, context: str, safe: Iterable[MergeField] = ()) -> str:
     """Turn neutral tokens into the html (``NLH``) or plain-text (``NLT``) ones."""
-    return TOKEN_RE.sub(lambda m: f"{context}{m.group(2)}" if m.group(1) == "F" else m.group(0), text)
+    safe_keys = {field.key for field in safe}
+
+    def token(m: re.Match[str]) -> str:
+        if m.group(1) != "F":
+            return m.group(0)
+        return f"{TEXT_CONTEXT if m.group(2) in safe_keys else context}{m.group(2)}"
+
+    return TOKEN_RE.sub(token, text)
+
+
+def substitutions(context: str, fields: Iterable[MergeField], row: Mapping[str, str]) -> dict[str, str]:
+    """Token -> value for one part of one subscriber's email."""
+    values = {}
+    for field in fields:
+        value = field.value(row)
+        if context == TEXT_CONTEXT or field.safe:
+            values[field.token(TEXT_CONTEXT)] = value
+        else:
+            values[field.token(HTML_CONTEXT)] = html.escape(value)
+    return values
 
 
 def fill(text: str, context: str, fields: Iterable[MergeField], row: Mapping[str, str]) -> str:
     """Put one subscriber's values in: html-escaped in the html part, as they are elsewhere."""
-    values = {}
-    for field in fields:
-        value = field.value(row)
-        values[field.key] = html.escape(value) if context == HTML_CONTEXT else value
-    return TOKEN_RE.sub(lambda m: values.get(m.group(2), m.group(0)) if m.group(1) == context[-1] else m.group(0), text)
+    values = substitutions(context, fields, row)
+    return TOKEN_RE.sub(lambda m: values.get(m.group(0), m.group(0)), text)

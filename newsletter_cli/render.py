@@ -30,7 +30,7 @@ PACKAGED_TEMPLATES = Path(__file__).parent / "templates"
 SENDGRID_UNSUBSCRIBE_TAG = "<%asm_group_unsubscribe_raw_url%>"
 GMAIL_CLIP_BYTES = 102 * 1024
 EMAIL_FIELD = MergeField("email", None, 0)
-UNSUBSCRIBE_FIELD = MergeField(merge.UNSUBSCRIBE_FIELD, None, 0)
+UNSUBSCRIBE_FIELD = MergeField(merge.UNSUBSCRIBE_FIELD, None, 0, safe=True)  # config.py keeps it escape-free
 # premailer adds these presentational attributes from CSS; MJML already sets what Outlook needs.
 BASIC_ATTRIBUTES = ["width", "height", "bgcolor", "align", "valign", "background", "border"]
 PREHEADER_STYLE = (
@@ -133,7 +133,7 @@ def render(issue: Issue, config: Config, columns: frozenset[str] | None = None) 
         slug=issue.slug,
         subject=merge.to_context(subject, TEXT_CONTEXT),
         preheader=merge.to_context(preheader, TEXT_CONTEXT),
-        html=merge.to_context(html, HTML_CONTEXT),
+        html=merge.to_context(html, HTML_CONTEXT, safe=[UNSUBSCRIBE_FIELD]),
         text=merge.to_context(_tidy_text(text), TEXT_CONTEXT),
         fields=(*fields, EMAIL_FIELD, *(() if unsubscribe_value else (UNSUBSCRIBE_FIELD,))),
     )

@@ -38,6 +38,7 @@ from newsletter_cli.store import Store
 MAX_BATCH = 1000  # SendGrid: personalizations (and recipients) per request
 MAX_CONTENT_BYTES = 10 * 1024 * 1024  # html + text, leaving room under the 30 MB request limit
 MAX_SCHEDULE = dt.timedelta(hours=72)
+NEEDS_ESCAPE = re.compile(r"[&<>\"']")  # most values need no escaping: skip html.escape for them
 
 
 class SendError(NewsletterError):
@@ -143,6 +144,9 @@ class Sender:
             raise SendError("the email is over 10 MB; SendGrid takes at most 30 MB for a batch of recipients")
         self.secret = unsubscribe.load_secret(self.environ) if config.unsubscribe_mode == "endpoint" else b""
         self.slug = self.rendered.slug
+        self._tokens = [
+            (f, "" if f.safe else f.token(HTML_CONTEXT), f.token(TEXT_CONTEXT)) for f in self.rendered.fields
+        ]
         self.stop = threading.Event()
         self.api: SendGrid | None = None
         self._lock: Any = None
@@ -191,13 +195,18 @@ class Sender:
         counts = subscribers.Counts()
 
         def valid_rows() -> Iterator[subscribers.Row]:
-            for row in subscribers.scan(self.list_path, self.store.suppressed_among):
-                counts.add(row)
+            for row in subscribers.validated(self.list_path):
                 if row.status == subscribers.VALID:
                     yield row
+                else:
+                    counts.add(row)
 
-        new, _ = self.journal.add(valid_rows(), run, keep=self._columns())
-        self.journal.settle(run)
+        valid = _Counted(valid_rows())
+        new, listed = self.journal.add(valid, run, keep=self._columns())
+        counts.duplicates = valid.count - listed
+        counts.suppressed = self.journal.settle(run)
+        counts.valid = listed - counts.suppressed
+        counts.rows = counts.invalid + counts.duplicates + listed
         self.journal.record_skips(counts.invalid, counts.duplicates, counts.suppressed)
         state = self.journal.counts()
         return self._plan(state, counts, new, learned, requeued, run)
@@ -333,17 +342,19 @@ class Sender:
         return {**envelope, "personalizations": [self.personalization(r) for r in batch.recipients]}
 
     def personalization(self, recipient: Recipient) -> dict[str, Any]:
+        """One recipient's part of a request: the hot loop of a send, so tokens are precomputed."""
         link = unsubscribe.link(self.config, self.secret, recipient.email)
         row = {**recipient.fields, "email": recipient.email, "unsubscribe_url": link}
         substitutions = {}
-        for merge_field in self.rendered.fields:
+        for merge_field, html_token, text_token in self._tokens:
             value = merge_field.value(row)
-            substitutions[merge_field.token(HTML_CONTEXT)] = html.escape(value)
-            substitutions[merge_field.token(TEXT_CONTEXT)] = value
+            if html_token:
+                substitutions[html_token] = html.escape(value) if NEEDS_ESCAPE.search(value) else value
+            substitutions[text_token] = value
         to = {"email": recipient.email, "name": recipient.name} if recipient.name else {"email": recipient.email}
         entry: dict[str, Any] = {"to": [to], "substitutions": substitutions}
         if self.config.unsubscribe_mode == "endpoint":
-            entry["headers"] = unsubscribe.headers(self.config, self.secret, recipient.email)
+            entry["headers"] = unsubscribe.headers(self.config, link)
         return entry
 
     # --- dry run -----------------------------------------------------------------------------
@@ -389,13 +400,22 @@ class Sender:
     def _write_sample(self, path: Path, recipient: Recipient) -> None:
         link = unsubscribe.link(self.config, self.secret, recipient.email)
         message = self.rendered.personalize({**recipient.fields, "email": recipient.email, "unsubscribe_url": link})
-        headers = (
-            unsubscribe.headers(self.config, self.secret, recipient.email)
-            if self.config.unsubscribe_mode == "endpoint"
-            else {}
-        )
+        headers = unsubscribe.headers(self.config, link) if self.config.unsubscribe_mode == "endpoint" else {}
         mail = build_message(self.config, message, recipient.email, recipient.name, headers)
         path.write_bytes(mail.as_bytes())
+
+
+class _Counted:
+    """An iterator that counts what passes through it."""
+
+    def __init__(self, items: Iterator[subscribers.Row]):
+        self.items = items
+        self.count = 0
+
+    def __iter__(self) -> Iterator[subscribers.Row]:
+        for item in self.items:
+            self.count += 1
+            yield item
 
 
 def _valid_chunks(path: Path, store: Store, counts: subscribers.Counts) -> Iterator[list[subscribers.Row]]:

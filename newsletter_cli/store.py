@@ -40,20 +40,19 @@ MIGRATIONS: tuple[str, ...] = (
         last_batch_at TEXT
     );
     CREATE TABLE recipients (
+        seq INTEGER PRIMARY KEY,                 -- order of sending; a batch's rows sit together
         slug TEXT NOT NULL,
         email TEXT NOT NULL,                     -- lower-cased: one row per address and issue
-        seq INTEGER NOT NULL,                    -- order of sending
-        status TEXT NOT NULL CHECK (status IN ('pending', 'in_flight', 'sent', 'failed', 'uncertain')),
-        batch INTEGER,
-        run INTEGER NOT NULL,                    -- the run that added it
-        data TEXT NOT NULL,                      -- JSON: address, name, merge field values
-        PRIMARY KEY (slug, email)
-    ) WITHOUT ROWID;
-    CREATE INDEX recipients_by_status ON recipients (slug, status, seq);
+        batch INTEGER,                           -- NULL while pending; then its batch holds its state
+        run INTEGER NOT NULL,                    -- the run that last found it in the list
+        data TEXT NOT NULL                       -- JSON: address, name, merge field values
+    );
+    CREATE UNIQUE INDEX recipients_by_email ON recipients (slug, email);
+    CREATE INDEX recipients_pending ON recipients (slug, seq) WHERE batch IS NULL;
     CREATE TABLE batches (
         slug TEXT NOT NULL,
         id INTEGER NOT NULL,
-        status TEXT NOT NULL CHECK (status IN ('in_flight', 'sent', 'failed', 'uncertain')),
+        status TEXT NOT NULL CHECK (status IN ('in_flight', 'sent', 'failed', 'uncertain', 'requeued')),
         size INTEGER NOT NULL,
         first_seq INTEGER NOT NULL,
         last_seq INTEGER NOT NULL,
@@ -94,6 +93,7 @@ class Store:
             self.db.execute("PRAGMA journal_mode=WAL")
             self.db.execute("PRAGMA synchronous=NORMAL")
             self.db.execute("PRAGMA busy_timeout=10000")
+            self.db.execute("PRAGMA cache_size=-16384")  # 16 MiB: a send's working set, not the list
             self._migrate()
         except sqlite3.Error as exc:
             raise StoreError(f"cannot open the state database: {exc}", path) from None

@@ -10,10 +10,10 @@ import csv
 import re
 import sqlite3
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from itertools import islice
 from pathlib import Path
-from typing import TextIO
+from typing import NamedTuple, TextIO
 
 from email_validator import SPECIAL_USE_DOMAIN_NAMES, EmailNotValidError, validate_email
 
@@ -32,13 +32,15 @@ _SPECIAL_TLDS = frozenset(SPECIAL_USE_DOMAIN_NAMES)
 _NAME_JUNK = re.compile(r"[\x00-\x1f\x7f;,\"<>]+")
 
 
-@dataclass(frozen=True, slots=True)
-class Row:
-    """One record of the list: ``status`` is valid, invalid, duplicate or suppressed."""
+class Row(NamedTuple):
+    """One record of the list: ``status`` is valid, invalid, duplicate or suppressed.
+
+    A named tuple rather than a dataclass: a million of them are made per send.
+    """
 
     line: int
     email: str
-    fields: dict[str, str] = field(repr=False)
+    fields: dict[str, str]
     status: str = VALID
     reason: str = ""
 
@@ -52,7 +54,9 @@ class Row:
         """A display name safe for a To: header (SendGrid rejects ; and , in names)."""
         fields = self.fields
         name = fields.get("name") or " ".join(filter(None, (fields.get("first_name"), fields.get("last_name"))))
-        return " ".join(_NAME_JUNK.sub(" ", name).split())[:100]
+        if _NAME_JUNK.search(name):
+            name = " ".join(_NAME_JUNK.sub(" ", name).split())
+        return name[:100]
 
 
 def normalize_column(name: str) -> str:
@@ -94,9 +98,10 @@ def read_rows(path: Path) -> Iterator[tuple[int, dict[str, str]]]:
             columns = _header(reader, path)
             start = reader.line_num + 1
             for record in reader:
-                if any(cell.strip() for cell in record):
-                    cells = zip(columns, record, strict=False)
-                    yield start, {col: " ".join(cell.split()) for col, cell in cells if col}
+                if any(record):
+                    cells = {col: _clean(cell) for col, cell in zip(columns, record, strict=False) if col}
+                    if any(cells.values()):
+                        yield start, cells
                 start = reader.line_num + 1
         except UnicodeDecodeError:
             raise SubscriberError("not UTF-8 text", path, reader.line_num + 1) from None
@@ -104,30 +109,39 @@ def read_rows(path: Path) -> Iterator[tuple[int, dict[str, str]]]:
             raise SubscriberError(f"malformed CSV: {exc}", path, reader.line_num) from None
 
 
+def validated(path: Path) -> Iterator[Row]:
+    """Every record with its address checked (valid or invalid), not yet de-duplicated."""
+    for line, cells in read_rows(path):
+        raw = cells.get("email", "")
+        try:
+            email = normalize_address(raw)
+        except ValueError as exc:
+            yield Row(line, raw, cells, INVALID, f"invalid address {raw!r}: {exc}")
+            continue
+        cells["email"] = email
+        yield Row(line, email, cells)
+
+
+def _clean(cell: str) -> str:
+    """Trim a cell; a line break inside it becomes a space, so merge fields are single-line."""
+    cell = cell.strip()
+    return " ".join(cell.split()) if "\n" in cell or "\r" in cell else cell
+
+
 def scan(path: Path, suppressed: Callable[[Sequence[str]], set[str]] | None = None) -> Iterator[Row]:
     """Every record of the list, in order, each with its status and the reason for it."""
-    rows = read_rows(path)
+    rows = validated(path)
     with _Seen() as seen:
         while chunk := list(islice(rows, CHUNK)):
             yield from _classify(chunk, seen, suppressed)
 
 
-def _classify(
-    chunk: list[tuple[int, dict[str, str]]], seen: _Seen, suppressed: Callable[[Sequence[str]], set[str]] | None
-) -> list[Row]:
-    out: list[Row] = []
-    for line, cells in chunk:
-        raw = cells.get("email", "")
-        try:
-            email = normalize_address(raw)
-        except ValueError as exc:
-            out.append(Row(line, raw, cells, INVALID, f"invalid address {raw!r}: {exc}"))
-            continue
-        cells["email"] = email
-        out.append(Row(line, email, cells))
+def _classify(chunk: list[Row], seen: _Seen, suppressed: Callable[[Sequence[str]], set[str]] | None) -> list[Row]:
+    """Mark duplicates (against every earlier chunk too) and suppressed addresses."""
+    out = chunk
     first_lines = seen.add([(row.key, row.line) for row in out if row.status == VALID])
     blocked = suppressed([row.key for row in out if row.status == VALID]) if suppressed else set()
-    for i, row in enumerate(out):
+    for i, row in enumerate(chunk):
         if row.status != VALID:
             continue
         first = first_lines.get(row.key, row.line)

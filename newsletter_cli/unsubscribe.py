@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import base64
 import binascii
-import hashlib
 import hmac
 import html
 import os
@@ -64,7 +63,7 @@ def _unb64(text: str) -> bytes:
 
 
 def _mac(secret: bytes, list_id: str, address: str) -> bytes:
-    return hmac.new(secret, f"{list_id}\n{address}".encode(), hashlib.sha256).digest()
+    return hmac.digest(secret, f"{list_id}\n{address}".encode(), "sha256")
 
 
 def make_token(secret: bytes, list_id: str, email: str) -> str:
@@ -91,7 +90,7 @@ def read_token(secret: bytes, list_id: str, token: str) -> str | None:
 def link(config: Config, secret: bytes, email: str) -> str:
     if config.unsubscribe_url is None:
         return SENDGRID_UNSUBSCRIBE_TAG
-    return f"{config.unsubscribe_url}?token={quote(make_token(secret, config.list_id, email))}"
+    return f"{config.unsubscribe_url}?token={make_token(secret, config.list_id, email)}"  # URL-safe as it is
 
 
 def sample_link(config: Config) -> str:
@@ -101,12 +100,10 @@ def sample_link(config: Config) -> str:
     return f"{config.unsubscribe_url}?token={PREVIEW_TOKEN}"
 
 
-def headers(config: Config, secret: bytes, email: str) -> dict[str, str]:
-    """RFC 2369 / RFC 8058 headers for one recipient (own-endpoint mode; SendGrid adds its own)."""
-    targets = [f"<{link(config, secret, email)}>"]
-    if config.unsubscribe_mailto:
-        targets.append(f"<{config.unsubscribe_mailto}?subject=unsubscribe>")
-    return {"List-Unsubscribe": ", ".join(targets), "List-Unsubscribe-Post": ONE_CLICK}
+def headers(config: Config, url: str) -> dict[str, str]:
+    """RFC 2369 / RFC 8058 headers for one recipient's link (own-endpoint mode; SendGrid adds its own)."""
+    targets = f"<{url}>, <{config.unsubscribe_mailto}?subject=unsubscribe>" if config.unsubscribe_mailto else f"<{url}>"
+    return {"List-Unsubscribe": targets, "List-Unsubscribe-Post": ONE_CLICK}
 
 
 # --- the endpoint ----------------------------------------------------------------------------

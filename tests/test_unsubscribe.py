@@ -56,7 +56,7 @@ def test_links_and_one_click_headers(folder):
     config = load_config(folder / "newsletter.toml", environ={})
     url = link(config, SECRET, "ana@example.com")
     assert url == f"https://test.example/unsubscribe?token={make_token(SECRET, config.list_id, 'ana@example.com')}"
-    assert headers(config, SECRET, "ana@example.com") == {
+    assert headers(config, url) == {
         "List-Unsubscribe": f"<{url}>, <mailto:u@test.example?subject=unsubscribe>",
         "List-Unsubscribe-Post": "List-Unsubscribe=One-Click",
     }
