@@ -38,6 +38,16 @@ def config_option(command: Callable[..., Any]) -> Callable[..., Any]:
     )(command)
 
 
+def list_option(command: Callable[..., Any]) -> Callable[..., Any]:
+    """`--list CSV`, the subscriber list, shared by the commands that read it."""
+    return click.option(
+        "--list",
+        "list_path",
+        type=click.Path(dir_okay=False, path_type=Path),
+        help="Subscriber list (default: subscribers.csv beside newsletter.toml).",
+    )(command)
+
+
 def _config(config_path: Path | None) -> Config:
     return load_config(config_path)
 
@@ -61,12 +71,7 @@ def cli() -> None:
     type=click.Path(file_okay=False, path_type=Path),
     help="Folder for the output (default: build/).",
 )
-@click.option(
-    "--list",
-    "list_path",
-    type=click.Path(dir_okay=False, path_type=Path),
-    help="Subscriber list for merge fields (default: subscribers.csv).",
-)
+@list_option
 @click.option("--as", "as_email", metavar="EMAIL", help="Fill merge fields from this subscriber's row.")
 @click.option("--open", "open_after", is_flag=True, help="Open the html in the default browser.")
 @config_option
@@ -287,12 +292,7 @@ def _already(count: int, extra: str = "") -> str:
 
 @cli.command()
 @click.argument("issue", type=ISSUE_PATH)
-@click.option(
-    "--list",
-    "list_path",
-    type=click.Path(dir_okay=False, path_type=Path),
-    help="Subscriber list (default: subscribers.csv).",
-)
+@list_option
 @click.option(
     "--dry-run", is_flag=True, help="Write the payloads and a sample .eml to build/<slug>-dry-run/; send nothing."
 )
