@@ -2,7 +2,7 @@
 request and answers 202 (optionally after a delay); and the same for a minimal reference sender.
 
 Prints recipients per second, client CPU seconds and peak RSS.
-Run from the repository root:  python benchmarks/send_throughput.py [N ...]
+Run from the repository root:  python benchmarks/send_throughput.py [N ...] [--delay SECONDS]
 """
 
 from __future__ import annotations
@@ -99,10 +99,10 @@ def row(label: str, n: int, delay: float, result: dict[str, float]) -> None:
     )
 
 
-def main(sizes: list[int]) -> None:
+def main(sizes: list[int], delays: list[float]) -> None:
     with tempfile.TemporaryDirectory() as name:
         tmp = Path(name)
-        for delay in (0.0, 0.2):
+        for delay in delays:
             server, url = start_server(delay, tmp)
             env = {
                 **os.environ,
@@ -144,4 +144,10 @@ if __name__ == "__main__":
     if sys.argv[1:2] == ["--serve"]:
         serve(sys.argv[2], float(sys.argv[3]))
     else:
-        main([int(n) for n in sys.argv[1:]] or [10_000, 100_000, 1_000_000])
+        args = sys.argv[1:]
+        delays = [0.0, 0.2]
+        if "--delay" in args:  # e.g. --delay 0.2: only that delay
+            at = args.index("--delay")
+            delays = [float(args[at + 1])]
+            del args[at : at + 2]
+        main([int(n) for n in args] or [10_000, 100_000, 1_000_000], delays)

@@ -93,7 +93,7 @@ class Store:
             self.db.execute("PRAGMA journal_mode=WAL")
             self.db.execute("PRAGMA synchronous=NORMAL")
             self.db.execute("PRAGMA busy_timeout=10000")
-            self.db.execute("PRAGMA cache_size=-16384")  # 16 MiB: a send's working set, not the list
+            self.db.execute("PRAGMA cache_size=-4096")  # 4 MiB: a send touches few pages at a time
             self._migrate()
         except sqlite3.Error as exc:
             raise StoreError(f"cannot open the state database: {exc}", path) from None
