@@ -51,3 +51,16 @@ def test_a_database_from_a_newer_version_is_refused(tmp_path):
     db.close()
     with pytest.raises(StoreError, match="newer than this newsletter understands"):
         Store(path)
+
+
+def test_an_older_database_is_migrated_and_keeps_its_suppressions(tmp_path):
+    path = tmp_path / "db"
+    db = sqlite3.connect(path)
+    db.executescript(MIGRATIONS[0] + "; PRAGMA user_version = 1;")
+    db.execute("INSERT INTO suppressions VALUES ('old@example.com', 'bounced', 'sendgrid:bounces', '2022-12-01')")
+    db.commit()
+    db.close()
+    with Store(path) as store:
+        assert store.db.execute("PRAGMA user_version").fetchone()[0] == len(MIGRATIONS)
+        assert [s.email for s in store.suppressions()] == ["old@example.com"]
+        assert store.db.execute("SELECT count(*) FROM recipients").fetchone()[0] == 0
