@@ -1,4 +1,4 @@
-"""Regenerate the README's pictures of the example issue in headless Chromium.
+"""Regenerate the README's pictures of the example issue, and of its preview, in headless Chromium.
 
 Run from the repository root after `newsletter build issues/2022-12-baby-botox.md`:
     python docs/screenshot.py
@@ -6,9 +6,12 @@ Run from the repository root after `newsletter build issues/2022-12-baby-botox.m
 
 from __future__ import annotations
 
+import threading
 from pathlib import Path
 
 from playwright.sync_api import sync_playwright
+
+from newsletter_cli import build, preview
 
 ROOT = Path(__file__).resolve().parent.parent
 HTML = ROOT / "build" / "2022-12-baby-botox.html"
@@ -26,7 +29,26 @@ def main() -> None:
             page.goto(HTML.as_uri())
             page.screenshot(path=str(ROOT / "docs" / name), full_page=True)
             print(f"wrote docs/{name}")
+        shoot_preview(browser)
         browser.close()
+
+
+def shoot_preview(browser) -> None:
+    """The `newsletter preview` page at phone width, served from this repository."""
+    issue = ROOT / "issues" / "2022-12-baby-botox.md"
+    site = preview.LiveSite(lambda: build.preview_site(ROOT / "newsletter.toml", issue, can_send_test=True))
+    server = preview.make_server(site, "127.0.0.1", 0)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        page = browser.new_page(viewport={"width": 1100, "height": 760})
+        page.goto(f"http://127.0.0.1:{server.server_address[1]}/#w=phone")
+        page.wait_for_function("document.querySelector('#frame').contentDocument?.readyState === 'complete'")
+        page.wait_for_timeout(300)
+        page.screenshot(path=str(ROOT / "docs" / "preview.png"))
+        print("wrote docs/preview.png")
+    finally:
+        server.shutdown()
+        server.server_close()
 
 
 if __name__ == "__main__":

@@ -6,18 +6,26 @@ leaves a half-written or mismatched pair behind.
 
 from __future__ import annotations
 
+import json
 import os
+import re
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
+import jinja2
+from markupsafe import Markup
+
 from newsletter_cli import subscribers, unsubscribe
-from newsletter_cli.config import Config
+from newsletter_cli.config import Config, load_config
 from newsletter_cli.errors import NewsletterError, SubscriberError
 from newsletter_cli.issue import load_issue
 from newsletter_cli.render import GMAIL_CLIP_BYTES, Message, Rendered, render
 
 SAMPLE_EMAIL = "subscriber@example.com"
+PAGE = jinja2.Environment(
+    loader=jinja2.FileSystemLoader(Path(__file__).parent), autoescape=True, undefined=jinja2.StrictUndefined
+).get_template("preview.html.j2")
 WARN_BYTES = 90 * 1024
 
 
@@ -48,16 +56,75 @@ def preview_message(
     """Render an issue and fill it for a sample subscriber, as build and preview show it."""
     issue = load_issue(issue_path)
     list_path = list_path or config.root / "subscribers.csv"
-    if list_path.exists():
-        columns = subscribers.columns(list_path)
-        row = subscribers.sample_row(list_path, as_email)
-    elif as_email:
-        raise SubscriberError("subscriber list not found (needed by --as)", list_path)
-    else:
-        columns, row = None, {"email": SAMPLE_EMAIL}
-    rendered = render(issue, config, columns)
+    row = sample_rows(config, list_path, as_email, count=1)[0]
+    rendered = render(issue, config, subscribers.columns(list_path) if list_path.exists() else None)
     message = rendered.personalize({**row, "unsubscribe_url": unsubscribe.sample_link(config)})
     return rendered, message
+
+
+def sample_rows(config: Config, list_path: Path | None, as_email: str | None, count: int = 5) -> list[dict[str, str]]:
+    """A few subscribers to preview with: --as first, then the list's first valid rows."""
+    path = list_path or config.root / "subscribers.csv"
+    if not path.exists():
+        if as_email:
+            raise SubscriberError("subscriber list not found (needed by --as)", path)
+        return [{"email": SAMPLE_EMAIL}]
+    rows = [subscribers.sample_row(path, as_email)] if as_email else []
+    for row in subscribers.scan(path):
+        if len(rows) >= count:
+            break
+        if row.status == subscribers.VALID and all(row.key != r["email"].lower() for r in rows):
+            rows.append(row.fields)
+    return rows or [{"email": SAMPLE_EMAIL}]
+
+
+def preview_site(
+    config_path: Path | None,
+    issue_path: Path,
+    list_path: Path | None = None,
+    as_email: str | None = None,
+    can_send_test: bool = False,
+) -> dict[str, tuple[str, bytes]]:
+    """Everything `newsletter preview` serves, rebuilt from the files on every save."""
+    config = load_config(config_path)
+    issue = load_issue(issue_path)
+    rows = sample_rows(config, list_path, as_email)
+    path = list_path or config.root / "subscribers.csv"
+    rendered = render(issue, config, subscribers.columns(path) if path.exists() else None)
+    html_type, text_type = "text/html; charset=utf-8", "text/plain; charset=utf-8"
+    site: dict[str, tuple[str, bytes]] = {}
+    samples = []
+    for index, row in enumerate(rows):
+        message = rendered.personalize({**row, "unsubscribe_url": unsubscribe.sample_link(config)})
+        body = message.html.encode()
+        site[f"/email/{index}.html"] = (html_type, body)
+        site[f"/email/{index}.dark.html"] = (html_type, dark_variant(message.html).encode())
+        site[f"/email/{index}.txt"] = (text_type, message.text.encode())
+        name = " ".join(filter(None, (row.get("first_name"), row.get("last_name")))) or row.get("name", "")
+        samples.append(
+            {
+                "label": f"{name} <{row['email']}>" if name else row["email"],
+                "from": config.from_name,
+                "subject": message.subject,
+                "preheader": message.preheader,
+                "bytes": len(body),
+            }
+        )
+    site["/email.html"] = site["/email/0.html"]
+    site["/email.txt"] = site["/email/0.txt"]
+    page = PAGE.render(
+        samples=samples,
+        samples_json=Markup(json.dumps(samples).replace("</", "<\\/")),
+        clip_bytes=GMAIL_CLIP_BYTES,
+        can_send_test=can_send_test,
+    )
+    site["/"] = (html_type, page.encode())
+    return site
+
+
+def dark_variant(html: str) -> str:
+    """The email as a dark-mode client shows it: its prefers-color-scheme: dark rules always on."""
+    return re.sub(r"\(\s*prefers-color-scheme\s*:\s*dark\s*\)", "all", html)
 
 
 def build(

@@ -14,12 +14,12 @@ from typing import Any
 
 import click
 
-from newsletter_cli import __version__, scaffold, suppressions, unsubscribe
+from newsletter_cli import __version__, preview, scaffold, suppressions, unsubscribe
 from newsletter_cli import build as build_core
 from newsletter_cli.config import Config, load_config
 from newsletter_cli.errors import display_path
 from newsletter_cli.issue import new_issue
-from newsletter_cli.send import Outcome, Plan, Progress, Sender, SendError, SendOptions, parse_send_at
+from newsletter_cli.send import Outcome, Plan, Progress, Sender, SendError, SendOptions, parse_send_at, send_test
 from newsletter_cli.send import status as send_status
 from newsletter_cli.sendgrid_api import KEY_ENV, SendGrid
 from newsletter_cli.store import REASONS, Store
@@ -485,3 +485,61 @@ def status(issue: Path, as_json: bool, config_path: Path | None) -> None:
         click.echo(f"Failed batch {batch['batch']} ({batch['recipients']:,} recipients): {batch['error']}")
     for batch in result["uncertain_batches"]:
         click.echo(f"Uncertain batch {batch['batch']} ({batch['recipients']:,} recipients): perhaps delivered")
+
+
+@cli.command("preview")
+@click.argument("issue", type=ISSUE_PATH)
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
+@click.option("--port", default=8025, show_default=True, type=int)
+@click.option("--no-open", is_flag=True, help="Do not open a browser.")
+@click.option("--as", "as_email", metavar="EMAIL", help="Preview as this subscriber first.")
+@list_option
+@click.option("--send-test", "send_test_to", metavar="EMAIL", help="Send one [TEST] copy to EMAIL and exit.")
+@config_option
+def preview_command(
+    issue: Path,
+    host: str,
+    port: int,
+    no_open: bool,
+    as_email: str | None,
+    list_path: Path | None,
+    send_test_to: str | None,
+    config_path: Path | None,
+) -> None:
+    """Preview an issue live in the browser: desktop and phone widths, dark mode, plain text.
+
+    Saving the issue, newsletter.toml, the list or a template refreshes the page by itself.
+
+    \b
+    Example:
+        newsletter preview issues/2022-12-baby-botox.md
+        newsletter preview issues/2022-12-baby-botox.md --send-test you@example.com
+    """
+    config = _config(config_path)
+    if send_test_to:
+        address = send_test(config, issue, send_test_to, list_path, as_email)
+        click.echo(f"Sent a [TEST] copy of {issue.stem} to {address}.")
+        return
+
+    def send_test_action(form: dict[str, str]) -> tuple[int, str]:
+        sample = int(form.get("sample", "0") or 0)
+        address = send_test(_config(config_path), issue, form.get("to", ""), list_path, as_email, sample)
+        return 200, f"Sent a [TEST] copy to {address}."
+
+    def watched() -> list[Path]:
+        templates = sorted(config.templates_dir.glob("*")) if config.templates_dir.is_dir() else []
+        return [issue, config.path, list_path or config.root / "subscribers.csv", *templates]
+
+    def ready(url: str) -> None:
+        click.echo(f"Previewing {issue} at {url} (Ctrl-C to stop)")
+        if not no_open:
+            click.launch(url)
+
+    site = preview.LiveSite(
+        lambda: build_core.preview_site(config_path, issue, list_path, as_email, can_send_test=True),
+        actions={"/send-test": send_test_action},
+    )
+    try:
+        preview.serve(site, host, port, watched, ready)
+    except KeyboardInterrupt:
+        click.echo("Stopped.")

@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from newsletter_cli import subscribers, suppressions, unsubscribe
+from newsletter_cli import build, merge, subscribers, suppressions, unsubscribe
 from newsletter_cli.config import Config
 from newsletter_cli.errors import NewsletterError
 from newsletter_cli.issue import load_issue
@@ -316,27 +316,7 @@ class Sender:
     # --- payloads ----------------------------------------------------------------------------
 
     def envelope(self) -> dict[str, Any]:
-        """What every request of this send shares: one html and one text content."""
-        config, rendered = self.config, self.rendered
-        body: dict[str, Any] = {
-            "from": {"email": config.from_email, "name": config.from_name},
-            "subject": rendered.subject,
-            "content": [
-                {"type": "text/plain", "value": rendered.text},
-                {"type": "text/html", "value": rendered.html},
-            ],
-            "categories": [category(self.slug)],
-            "custom_args": {"newsletter_issue": self.slug},
-        }
-        if config.reply_to:
-            body["reply_to"] = {"email": config.reply_to}
-        if config.unsubscribe_group_id is not None:
-            body["asm"] = {"group_id": config.unsubscribe_group_id}
-        else:  # our own link and headers; SendGrid must not add its own
-            body["tracking_settings"] = {"subscription_tracking": {"enable": False}}
-        if self.options.send_at:
-            body["send_at"] = int(self.options.send_at.timestamp())
-        return body
+        return envelope(self.config, self.rendered, self.options.send_at)
 
     def payload(self, envelope: dict[str, Any], batch: Batch) -> dict[str, Any]:
         return {**envelope, "personalizations": [self.personalization(r) for r in batch.recipients]}
@@ -416,6 +396,67 @@ class _Counted:
         for item in self.items:
             self.count += 1
             yield item
+
+
+def envelope(config: Config, rendered: Rendered, send_at: dt.datetime | None = None) -> dict[str, Any]:
+    """What every request of a send shares: one html and one text content."""
+    body: dict[str, Any] = {
+        "from": {"email": config.from_email, "name": config.from_name},
+        "subject": rendered.subject,
+        "content": [
+            {"type": "text/plain", "value": rendered.text},
+            {"type": "text/html", "value": rendered.html},
+        ],
+        "categories": [category(rendered.slug)],
+        "custom_args": {"newsletter_issue": rendered.slug},
+    }
+    if config.reply_to:
+        body["reply_to"] = {"email": config.reply_to}
+    if config.unsubscribe_group_id is not None:
+        body["asm"] = {"group_id": config.unsubscribe_group_id}
+    else:  # our own link and headers; SendGrid must not add its own
+        body["tracking_settings"] = {"subscription_tracking": {"enable": False}}
+    if send_at:
+        body["send_at"] = int(send_at.timestamp())
+    return body
+
+
+def send_test(
+    config: Config,
+    issue_path: Path,
+    to: str,
+    list_path: Path | None = None,
+    as_email: str | None = None,
+    sample: int = 0,
+    environ: Mapping[str, str] | None = None,
+) -> str:
+    """One copy to any address, "[TEST]" before the subject, filled for a sample subscriber.
+
+    Its unsubscribe link carries the placeholder token, so no secret is needed.
+    """
+    environ = os.environ if environ is None else environ
+    key = environ.get(KEY_ENV, "")
+    if not key:
+        raise SendError(f"{KEY_ENV} is not set: a test send goes through SendGrid and needs an API key")
+    try:
+        address = subscribers.normalize_address(to)
+    except ValueError as exc:
+        raise SendError(f"invalid test address {to!r}: {exc}") from None
+    rows = build.sample_rows(config, list_path, as_email)
+    row = {**rows[min(max(sample, 0), len(rows) - 1)], "unsubscribe_url": unsubscribe.sample_link(config)}
+    list_file = list_path or config.root / "subscribers.csv"
+    rendered = render(load_issue(issue_path), config, subscribers.columns(list_file) if list_file.exists() else None)
+    values = {
+        **merge.substitutions(TEXT_CONTEXT, rendered.fields, row),
+        **merge.substitutions(HTML_CONTEXT, rendered.fields, row),
+    }
+    payload = {
+        **envelope(config, rendered),
+        "subject": "[TEST] " + rendered.subject,
+        "personalizations": [{"to": [{"email": address}], "substitutions": values}],
+    }
+    SendGrid(key, config.sendgrid_host).send_mail(payload)
+    return address
 
 
 def _valid_chunks(path: Path, store: Store, counts: subscribers.Counts) -> Iterator[list[subscribers.Row]]:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import re
+import socket
 import sys
 import threading
 import time
@@ -263,9 +264,9 @@ class FakeSendGrid:
                     return
                 fault = fake._take_fault(parts.path)
                 if fault is not None:
-                    if fault.status == 0:
+                    if fault.status == 0:  # drop the connection without an answer
                         self.close_connection = True
-                        self.connection.close()
+                        self.connection.shutdown(socket.SHUT_RDWR)
                         return
                     self._respond(fault.status, fault.body, fault.headers)
                     return

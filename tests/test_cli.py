@@ -2,6 +2,7 @@ import datetime as dt
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import urllib.error
@@ -253,3 +254,47 @@ def test_serve_unsubscribe_serves_until_ctrl_c_and_exits_cleanly(folder):
     assert process.returncode == 0
     assert out == "Stopped.\n"
     assert "Traceback" not in err
+
+
+def test_preview_send_test_sends_one_marked_copy(runner, example, sendgrid):
+    result = runner.invoke(cli, ["preview", "issues/2022-12-baby-botox.md", "--send-test", "Me@Example.net"])
+    assert result.exit_code == 0, result.output
+    assert result.output == "Sent a [TEST] copy of 2022-12-baby-botox to Me@example.net.\n"
+    [copy] = sendgrid.deliveries
+    assert copy.subject == "[TEST] Baby BOTOX: prevention, smoother skin and more"
+    assert "Hi there," in copy.html
+
+
+def test_preview_send_test_without_a_key_says_so(runner, example):
+    result = runner.invoke(cli, ["preview", "issues/2022-12-baby-botox.md", "--send-test", "me@example.net"])
+    assert result.exit_code == 1
+    assert result.output == (
+        "Error: SENDGRID_API_KEY is not set: a test send goes through SendGrid and needs an API key\n"
+    )
+
+
+def test_preview_serves_until_ctrl_c_then_exits_cleanly_and_frees_the_port(example):
+    process = subprocess.Popen(
+        [sys.executable, "-m", "newsletter_cli", "preview", "issues/2022-12-baby-botox.md", "--no-open", "--port", "0"],
+        cwd=example,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        line = process.stdout.readline()
+        assert line.startswith("Previewing issues/2022-12-baby-botox.md at http://127.0.0.1:")
+        url = line.split(" at ")[1].split()[0]
+        with urllib.request.urlopen(url + "email.txt", timeout=10) as response:
+            assert "Baby BOTOX" in response.read().decode()
+    finally:
+        process.send_signal(signal.SIGINT)
+        out, err = process.communicate(timeout=10)
+    assert process.returncode == 0
+    assert out == "Stopped.\n"
+    assert "Traceback" not in err
+    port = int(url.rsplit(":", 1)[1].strip("/"))
+    with socket.socket() as probe:  # as a second `newsletter preview` would: fails while one listens
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        probe.bind(("127.0.0.1", port))
+        probe.listen()
