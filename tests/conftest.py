@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
 import socket
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -124,3 +127,21 @@ def sendgrid(monkeypatch: pytest.MonkeyPatch):
     yield fake
     fake.stop()
     assert fake.violations == [], "requests that break SendGrid's contract"
+
+
+def newsletter_process(cwd: Path, *args: str, env: dict[str, str] | None = None) -> subprocess.Popen:
+    """`newsletter ARGS...` as a real process (for Ctrl-C and kill -9), output captured as text."""
+    return subprocess.Popen(
+        [sys.executable, "-m", "newsletter_cli", *args],
+        cwd=cwd,
+        env=env or dict(os.environ),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+def interrupt(process: subprocess.Popen) -> tuple[str, str]:
+    """Press Ctrl-C and collect what the process printed."""
+    process.send_signal(signal.SIGINT)
+    return process.communicate(timeout=30)

@@ -1,10 +1,7 @@
 import datetime as dt
 import json
 import os
-import signal
 import socket
-import subprocess
-import sys
 import urllib.error
 import urllib.request
 
@@ -13,6 +10,8 @@ from click.testing import CliRunner
 
 from newsletter_cli import __version__
 from newsletter_cli.cli import cli
+
+from .conftest import interrupt, newsletter_process
 
 
 @pytest.fixture
@@ -233,14 +232,7 @@ def test_serve_unsubscribe_needs_the_secret(runner, folder):
 
 def test_serve_unsubscribe_serves_until_ctrl_c_and_exits_cleanly(folder):
     env = {**os.environ, "NEWSLETTER_SECRET": "a-test-secret-of-enough-length"}
-    process = subprocess.Popen(
-        [sys.executable, "-m", "newsletter_cli", "serve-unsubscribe", "--port", "0"],
-        cwd=folder,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    process = newsletter_process(folder, "serve-unsubscribe", "--port", "0", env=env)
     try:
         line = process.stdout.readline()
         assert line.startswith("Serving unsubscribes on http://127.0.0.1:")
@@ -249,8 +241,7 @@ def test_serve_unsubscribe_serves_until_ctrl_c_and_exits_cleanly(folder):
             urllib.request.urlopen(url + "?token=bad", timeout=10)
         assert error.value.code == 400
     finally:
-        process.send_signal(signal.SIGINT)
-        out, err = process.communicate(timeout=10)
+        out, err = interrupt(process)
     assert process.returncode == 0
     assert out == "Stopped.\n"
     assert "Traceback" not in err
@@ -274,13 +265,7 @@ def test_preview_send_test_without_a_key_says_so(runner, example):
 
 
 def test_preview_serves_until_ctrl_c_then_exits_cleanly_and_frees_the_port(example):
-    process = subprocess.Popen(
-        [sys.executable, "-m", "newsletter_cli", "preview", "issues/2022-12-baby-botox.md", "--no-open", "--port", "0"],
-        cwd=example,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    process = newsletter_process(example, "preview", "issues/2022-12-baby-botox.md", "--no-open", "--port", "0")
     try:
         line = process.stdout.readline()
         assert line.startswith("Previewing issues/2022-12-baby-botox.md at http://127.0.0.1:")
@@ -288,8 +273,7 @@ def test_preview_serves_until_ctrl_c_then_exits_cleanly_and_frees_the_port(examp
         with urllib.request.urlopen(url + "email.txt", timeout=10) as response:
             assert "Baby BOTOX" in response.read().decode()
     finally:
-        process.send_signal(signal.SIGINT)
-        out, err = process.communicate(timeout=10)
+        out, err = interrupt(process)
     assert process.returncode == 0
     assert out == "Stopped.\n"
     assert "Traceback" not in err

@@ -1,10 +1,8 @@
 import datetime as dt
 import io
 import json
-import os
 import signal
 import subprocess
-import sys
 import time
 from collections import Counter
 from pathlib import Path
@@ -18,6 +16,7 @@ from newsletter_cli.errors import NewsletterError
 from newsletter_cli.send import parse_send_at
 from newsletter_cli.unsubscribe import Endpoint
 
+from .conftest import interrupt, newsletter_process
 from .sendgrid_fake import Fault, rate_limited
 
 SECRET = "a-test-secret-of-enough-length"
@@ -292,14 +291,7 @@ def test_sendgrid_mode_carries_the_group_and_lets_sendgrid_add_the_headers(runne
 
 
 def start_send(folder: Path, *args: str) -> subprocess.Popen:
-    return subprocess.Popen(
-        [sys.executable, "-m", "newsletter_cli", "send", ISSUE, "--yes", *args],
-        cwd=folder,
-        env=dict(os.environ),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    return newsletter_process(folder, "send", ISSUE, "--yes", *args)
 
 
 def wait_for(condition, seconds: float = 30) -> None:
@@ -340,8 +332,7 @@ def test_ctrl_c_lets_requests_in_flight_finish_and_leaves_nothing_uncertain(runn
     sendgrid.delay = 0.1
     process = start_send(newsletter, "--batch-size", "100", "--concurrency", "4")
     wait_for(lambda: sendgrid.batches >= 4)
-    process.send_signal(signal.SIGINT)
-    out, err = process.communicate(timeout=30)
+    out, err = interrupt(process)
     assert process.returncode == 1
     assert "Traceback" not in err
     assert out.splitlines()[-1].endswith(f"still pending: run 'newsletter send {ISSUE}' to resume.")
