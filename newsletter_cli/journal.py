@@ -15,8 +15,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from newsletter_cli.store import Store, chunks, now
-from newsletter_cli.subscribers import Row
+from newsletter_cli.store import Store, now
 
 PENDING, IN_FLIGHT, SENT, FAILED, UNCERTAIN = "pending", "in_flight", "sent", "failed", "uncertain"
 REQUEUED = "requeued"  # a failed or uncertain batch whose recipients are pending again
@@ -26,7 +25,6 @@ _encode = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
 
 @dataclass(frozen=True)
 class Recipient:
-    seq: int
     email: str
     name: str
     fields: dict[str, str]
@@ -34,8 +32,21 @@ class Recipient:
 
 @dataclass(frozen=True)
 class Batch:
+    """A batch as taken from the journal: its recipients still encoded, for whichever process
+    builds the request to decode (``decode``)."""
+
     id: int
-    recipients: list[Recipient]
+    records: list[str]
+
+
+def record(email: str, name: str, fields: dict[str, str]) -> str:
+    """What the journal keeps of a recipient: the address, the name and the issue's merge fields."""
+    return _encode([email, name, fields])
+
+
+def decode(record: str) -> Recipient:
+    email, name, fields = json.loads(record)
+    return Recipient(email, name, fields)
 
 
 @dataclass(frozen=True)
@@ -66,23 +77,18 @@ class Journal:
             row = db.execute("SELECT coalesce(max(run), 0) + 1 FROM recipients WHERE slug = ?", (self.slug,)).fetchone()
         return int(row[0])
 
-    def add(self, rows: Iterable[Row], run: int, keep: Iterable[str] = ()) -> tuple[int, int]:
-        """Write the list's valid rows as pending, keeping of each only the columns in ``keep``.
+    def add(self, chunks_of_records: Iterable[list[tuple[str, str]]], run: int) -> tuple[int, int]:
+        """Write the list's valid rows, as (key, ``record(row)``) pairs, as pending.
 
         The journal de-duplicates: an address already written by this run is a duplicate in the
         list (the first row wins); one written by an earlier run is marked as still listed and,
         if still pending, takes its current data. Returns (new addresses, addresses listed).
         """
-        kept = sorted(set(keep))
         start = seq = self.db.execute("SELECT coalesce(max(seq), 0) FROM recipients").fetchone()[0]
         with self.store.transaction() as db:
-            for chunk in chunks(rows, 1000):
-                params = []
-                for row in chunk:
-                    seq += 1
-                    fields = row.fields
-                    values = {k: fields[k] for k in kept if fields.get(k)}
-                    params.append((seq, self.slug, row.key, run, _encode([row.email, row.name, values])))
+            for records in chunks_of_records:
+                params = [(seq + n, self.slug, key, run, data) for n, (key, data) in enumerate(records, start=1)]
+                seq += len(records)
                 db.executemany(
                     "INSERT INTO recipients (seq, slug, email, run, data) VALUES (?, ?, ?, ?, ?)"
                     " ON CONFLICT (slug, email) DO UPDATE SET run = excluded.run,"
@@ -165,11 +171,7 @@ class Journal:
                 " VALUES (?, ?, ?, ?, ?, ?, ?)",
                 (self.slug, batch_id, IN_FLIGHT, len(rows), first, last, now()),
             )
-        recipients = []
-        for seq, data, _ in rows:
-            email, name, values = json.loads(data)
-            recipients.append(Recipient(seq, email, name, values))
-        return Batch(batch_id, recipients)
+        return Batch(batch_id, [data for _, data, _ in rows])
 
     def finish(self, batch_id: int, status: str, message_id: str | None = None, error: str | None = None) -> None:
         """Record SendGrid's answer for a batch, sent or failed: one row, committed at once."""

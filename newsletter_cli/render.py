@@ -113,7 +113,7 @@ def render(issue: Issue, config: Config, columns: frozenset[str] | None = None) 
             "date_text": f"{issue.date:%B} {issue.date.day}, {issue.date.year}" if issue.date else "",
             "slug": issue.slug,
         },
-        "email": EMAIL_FIELD.token(),
+        "email": EMAIL_FIELD.token(),  # for templates that show the address
         "unsubscribe_url": UNSUBSCRIBE_FIELD.token(),
     }
     mjml = _render_template(
@@ -129,13 +129,16 @@ def render(issue: Issue, config: Config, columns: frozenset[str] | None = None) 
 
     unsubscribe_value = SENDGRID_UNSUBSCRIBE_TAG if config.unsubscribe_mode == "sendgrid" else None
     html, text = (_finish(part, unsubscribe_value) for part in (html, text))
+    everything = subject + preheader + html + text
+    # only the fields the email really contains: each costs substitutions in every request
+    used = tuple(f for f in (*fields, EMAIL_FIELD, UNSUBSCRIBE_FIELD) if f.token() in everything)
     return Rendered(
         slug=issue.slug,
         subject=merge.to_context(subject, TEXT_CONTEXT),
         preheader=merge.to_context(preheader, TEXT_CONTEXT),
         html=merge.to_context(html, HTML_CONTEXT, safe=[UNSUBSCRIBE_FIELD]),
         text=merge.to_context(_tidy_text(text), TEXT_CONTEXT),
-        fields=(*fields, EMAIL_FIELD, *(() if unsubscribe_value else (UNSUBSCRIBE_FIELD,))),
+        fields=used,
     )
 
 

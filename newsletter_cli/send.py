@@ -13,22 +13,26 @@ import datetime as dt
 import fcntl
 import html
 import json
+import multiprocessing
 import os
+import queue
 import re
 import shutil
+import signal
 import tempfile
 import threading
-from collections.abc import Callable, Iterator, Mapping
-from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from newsletter_cli import build, merge, subscribers, suppressions, unsubscribe
 from newsletter_cli.config import Config
-from newsletter_cli.errors import NewsletterError
+from newsletter_cli.errors import NewsletterError, SubscriberError
 from newsletter_cli.issue import load_issue
-from newsletter_cli.journal import FAILED, IN_FLIGHT, PENDING, SENT, UNCERTAIN, Batch, Journal, Recipient
+from newsletter_cli.journal import FAILED, IN_FLIGHT, PENDING, SENT, UNCERTAIN, Batch, Journal, Recipient, decode
+from newsletter_cli.journal import record as journal_record
 from newsletter_cli.merge import HTML_CONTEXT, TEXT_CONTEXT
 from newsletter_cli.mime import build_message
 from newsletter_cli.render import Rendered, render
@@ -36,6 +40,8 @@ from newsletter_cli.sendgrid_api import KEY_ENV, SendGrid, SendGridError, Stoppe
 from newsletter_cli.store import Store
 
 MAX_BATCH = 1000  # SendGrid: personalizations (and recipients) per request
+UNSUBSCRIBE = merge.UNSUBSCRIBE_FIELD
+MAX_WORKERS = 2  # processes building requests; each runs several request threads
 MAX_CONTENT_BYTES = 10 * 1024 * 1024  # html + text, leaving room under the 30 MB request limit
 MAX_SCHEDULE = dt.timedelta(hours=72)
 NEEDS_ESCAPE = re.compile(r"[&<>\"']")  # most values need no escaping: skip html.escape for them
@@ -145,8 +151,10 @@ class Sender:
         self.secret = unsubscribe.load_secret(self.environ) if config.unsubscribe_mode == "endpoint" else b""
         self.slug = self.rendered.slug
         self._tokens = [
-            (f, "" if f.safe else f.token(HTML_CONTEXT), f.token(TEXT_CONTEXT)) for f in self.rendered.fields
+            (f.name, f.default or "", "" if f.safe else f.token(HTML_CONTEXT), f.token(TEXT_CONTEXT))
+            for f in self.rendered.fields
         ]
+        self._own_endpoint = config.unsubscribe_mode == "endpoint"
         self.stop = threading.Event()
         self.api: SendGrid | None = None
         self._lock: Any = None
@@ -193,17 +201,10 @@ class Sender:
         if self.options.resend_uncertain:
             requeued[UNCERTAIN] = self.journal.requeue(UNCERTAIN)
         counts = subscribers.Counts()
-
-        def valid_rows() -> Iterator[subscribers.Row]:
-            for row in subscribers.validated(self.list_path):
-                if row.status == subscribers.VALID:
-                    yield row
-                else:
-                    counts.add(row)
-
-        valid = _Counted(valid_rows())
-        new, listed = self.journal.add(valid, run, keep=self._columns())
-        counts.duplicates = valid.count - listed
+        reader = _ListReader(self.list_path, self._columns())
+        new, listed = self.journal.add(reader, run)
+        counts.invalid = reader.invalid
+        counts.duplicates = reader.valid - listed
         counts.suppressed = self.journal.settle(run)
         counts.valid = listed - counts.suppressed
         counts.rows = counts.invalid + counts.duplicates + listed
@@ -252,14 +253,20 @@ class Sender:
     # --- sending -----------------------------------------------------------------------------
 
     def run(self, plan: Plan, on_batch: Callable[[Progress], None] | None = None) -> Outcome:
-        """Send the pending recipients; stop early (cleanly) when ``self.stop`` is set."""
+        """Send the pending recipients; stop early (cleanly) when ``self.stop`` is set.
+
+        Requests are built and posted by worker processes (so a send uses every core), each with
+        a few threads (so up to ``concurrency`` requests are in flight); this process alone
+        takes batches from the journal and records the answers.
+        """
         assert self.api is not None, "prepare() first"
         outcome = Outcome()
-        envelope = self.envelope()
         budget = plan.to_send
-        inflight: dict[Future[str], Batch] = {}
-        with ThreadPoolExecutor(self.options.concurrency, thread_name_prefix="sendgrid") as pool:
+        inflight: dict[int, int] = {}  # batch id -> recipients
+        with _Workers(self) as workers:
             while True:
+                if self.stop.is_set():
+                    workers.stop.set()
                 while (
                     not self.stop.is_set()
                     and outcome.error is None
@@ -270,71 +277,72 @@ class Sender:
                     if batch is None:
                         budget = 0
                         break
-                    budget -= len(batch.recipients)
-                    inflight[pool.submit(self.api.send_mail, self.payload(envelope, batch))] = batch
+                    budget -= len(batch.records)
+                    inflight[batch.id] = len(batch.records)
+                    workers.tasks.put(batch)
                 if not inflight:
                     break
-                done, _ = wait(inflight, timeout=0.2, return_when=FIRST_COMPLETED)
-                for future in done:
-                    self._record(future, inflight.pop(future), outcome, plan.to_send, on_batch)
+                try:
+                    answer = workers.results.get(timeout=0.2)
+                except queue.Empty:
+                    workers.check()
+                    continue
+                self._record(answer, inflight.pop(answer.batch), outcome, plan.to_send, on_batch)
         outcome.stopped = self.stop.is_set()
         outcome.counts = self.journal.counts()
         return outcome
 
     def _record(
-        self,
-        future: Future[str],
-        batch: Batch,
-        outcome: Outcome,
-        total: int,
-        on_batch: Callable[[Progress], None] | None,
+        self, answer: _Answer, size: int, outcome: Outcome, total: int, on_batch: Callable[[Progress], None] | None
     ) -> None:
-        size = len(batch.recipients)
-        error = ""
-        try:
-            message_id = future.result()
-        except Stopped:
-            self.journal.release(batch.id)
+        if answer.outcome == "crashed":
+            raise RuntimeError(f"a send worker failed on batch {answer.batch}: {answer.message}")
+        if answer.outcome == "stopped" or answer.status in (401, 403):
+            self.journal.release(answer.batch)
             outcome.released += size
-            return
-        except SendGridError as exc:
-            if exc.status in (401, 403):
-                self.journal.release(batch.id)
-                outcome.released += size
-                outcome.error = outcome.error or exc
+            if answer.outcome != "stopped":
+                outcome.error = outcome.error or SendGridError(answer.message, answer.status)
                 self.stop.set()
-                return
-            error = exc.message
-            self.journal.finish(batch.id, FAILED, error=error)
+            return
+        if answer.outcome == "failed":
+            self.journal.finish(answer.batch, FAILED, error=answer.message)
             outcome.failed += size
         else:
-            self.journal.finish(batch.id, SENT, message_id=message_id)
+            self.journal.finish(answer.batch, SENT, message_id=answer.message)
             outcome.sent += size
         if on_batch:
-            on_batch(Progress(batch.id, size, FAILED if error else SENT, error, outcome.sent, outcome.failed, total))
+            status = SENT if answer.outcome == "sent" else FAILED
+            error = answer.message if status == FAILED else ""
+            on_batch(Progress(answer.batch, size, status, error, outcome.sent, outcome.failed, total))
 
     # --- payloads ----------------------------------------------------------------------------
 
     def envelope(self) -> dict[str, Any]:
         return envelope(self.config, self.rendered, self.options.send_at)
 
-    def payload(self, envelope: dict[str, Any], batch: Batch) -> dict[str, Any]:
-        return {**envelope, "personalizations": [self.personalization(r) for r in batch.recipients]}
+    def payload(self, envelope: dict[str, Any], recipients: Iterable[Recipient]) -> dict[str, Any]:
+        return {**envelope, "personalizations": [self.personalization(r) for r in recipients]}
 
     def personalization(self, recipient: Recipient) -> dict[str, Any]:
-        """One recipient's part of a request: the hot loop of a send, so tokens are precomputed."""
-        link = unsubscribe.link(self.config, self.secret, recipient.email)
-        row = {**recipient.fields, "email": recipient.email, "unsubscribe_url": link}
+        """One recipient's part of a request: the hot loop of a send, kept lean on purpose."""
+        email = recipient.email
+        link = unsubscribe.link(self.config, self.secret, email)
+        fields = recipient.fields
         substitutions = {}
-        for merge_field, html_token, text_token in self._tokens:
-            value = merge_field.value(row)
+        for name, default, html_token, text_token in self._tokens:
+            if name == UNSUBSCRIBE:
+                value = link
+            elif name == "email":
+                value = email
+            else:
+                value = fields.get(name) or default
             if html_token:
                 substitutions[html_token] = html.escape(value) if NEEDS_ESCAPE.search(value) else value
             substitutions[text_token] = value
-        to = {"email": recipient.email, "name": recipient.name} if recipient.name else {"email": recipient.email}
+        to = {"email": email, "name": recipient.name} if recipient.name else {"email": email}
         entry: dict[str, Any] = {"to": [to], "substitutions": substitutions}
-        if self.config.unsubscribe_mode == "endpoint":
-            entry["headers"] = unsubscribe.headers(self.config, link)
+        if self._own_endpoint:
+            entry["headers"] = {"List-Unsubscribe": unsubscribe.list_unsubscribe(self.config, link)}
         return entry
 
     # --- dry run -----------------------------------------------------------------------------
@@ -356,16 +364,16 @@ class Sender:
                     if row.key in done or (self.options.limit is not None and to_send >= self.options.limit):
                         continue
                     to_send += 1
-                    batch.append(Recipient(to_send, row.email, row.name, {k: row.fields.get(k, "") for k in columns}))
+                    batch.append(Recipient(row.email, row.name, {k: row.fields.get(k, "") for k in columns}))
                     if to_send == 1:
                         self._write_sample(staging / "sample.eml", batch[0])
                     if len(batch) == self.options.batch_size:
                         files += 1
-                        _write_json(staging / f"batch-{files:04d}.json", self.payload(envelope, Batch(files, batch)))
+                        _write_json(staging / f"batch-{files:04d}.json", self.payload(envelope, batch))
                         batch = []
             if batch:
                 files += 1
-                _write_json(staging / f"batch-{files:04d}.json", self.payload(envelope, Batch(files, batch)))
+                _write_json(staging / f"batch-{files:04d}.json", self.payload(envelope, batch))
             if out_dir.exists():
                 shutil.rmtree(out_dir)
             staging.rename(out_dir)
@@ -385,17 +393,150 @@ class Sender:
         path.write_bytes(mail.as_bytes())
 
 
-class _Counted:
-    """An iterator that counts what passes through it."""
+@dataclass(frozen=True)
+class _Answer:
+    """What a worker reports for a batch: sent (message = SendGrid's message id), failed,
+    stopped (never accepted), or crashed (a bug, raised again in the parent)."""
 
-    def __init__(self, items: Iterator[subscribers.Row]):
-        self.items = items
-        self.count = 0
+    batch: int
+    outcome: str
+    status: int | None = None
+    message: str = ""
 
-    def __iter__(self) -> Iterator[subscribers.Row]:
-        for item in self.items:
-            self.count += 1
-            yield item
+
+class _Workers:
+    """Processes that build and post batches; forked, so they share the rendered issue and the
+    secret without either being written anywhere."""
+
+    def __init__(self, sender: Sender):
+        context = multiprocessing.get_context("fork")
+        count = max(1, min(sender.options.concurrency, os.cpu_count() or 1, MAX_WORKERS))
+        threads = -(-sender.options.concurrency // count)
+        self.tasks: Any = context.Queue()
+        self.results: Any = context.Queue()
+        self.stop = context.Event()
+        parent = os.getpid()
+        lock_fd = sender._lock.fileno() if sender._lock is not None else None
+        self.processes = [
+            context.Process(
+                target=_work,
+                args=(sender, self.tasks, self.results, self.stop, threads, parent, lock_fd),
+                daemon=True,
+                name=f"newsletter-send-{n}",
+            )
+            for n in range(count)
+        ]
+
+    def __enter__(self) -> _Workers:
+        for process in self.processes:
+            process.start()
+        return self
+
+    def check(self) -> None:
+        dead = [p for p in self.processes if not p.is_alive()]
+        if dead:
+            raise RuntimeError(f"a send worker exited unexpectedly (exit code {dead[0].exitcode})")
+
+    def __exit__(self, *exc: object) -> None:
+        for _ in self.processes:
+            self.tasks.put(None)
+        for process in self.processes:
+            process.join(timeout=60)
+            if process.is_alive():
+                process.kill()
+
+
+def _work(sender: Sender, tasks: Any, results: Any, stop: Any, threads: int, parent: int, lock_fd: int | None) -> None:
+    """A worker process: take batches, build each request, post it, report the answer."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle
+    if lock_fd is not None:
+        os.close(lock_fd)  # the send lock belongs to the parent alone
+    api = SendGrid(sender.environ.get(KEY_ENV, ""), sender.config.sendgrid_host, stop=stop)
+    envelope = sender.envelope()
+
+    def post(batch: Batch) -> None:
+        try:
+            payload = sender.payload(envelope, map(decode, batch.records))
+            results.put(_Answer(batch.id, "sent", message=api.send_mail(payload)))
+        except Stopped:
+            results.put(_Answer(batch.id, "stopped"))
+        except SendGridError as exc:
+            results.put(_Answer(batch.id, "failed", exc.status, exc.message))
+        except Exception as exc:  # not hidden: the parent raises it again
+            results.put(_Answer(batch.id, "crashed", message=repr(exc)))
+
+    with ThreadPoolExecutor(threads, thread_name_prefix="sendgrid") as pool:
+        while True:
+            try:
+                batch = tasks.get(timeout=0.5)
+            except queue.Empty:
+                if os.getppid() != parent:  # the parent was killed: finish what is in flight, then go
+                    break
+                continue
+            if batch is None:
+                break
+            pool.submit(post, batch)
+
+
+class _ListReader:
+    """Reads and validates the list in a second process while this one writes the journal, so
+    planning a large send uses two cores. Yields chunks of (key, journal record)."""
+
+    def __init__(self, path: Path, kept: list[str]):
+        self.path = path
+        self.kept = kept
+        self.valid = 0
+        self.invalid = 0
+
+    def __iter__(self) -> Iterator[list[tuple[str, str]]]:
+        context = multiprocessing.get_context("fork")
+        chunks: Any = context.Queue(maxsize=8)  # bounded: memory stays flat however long the list
+        process = context.Process(target=_read_list, args=(self.path, self.kept, chunks), daemon=True)
+        process.start()
+        try:
+            while True:
+                try:
+                    kind, payload = chunks.get(timeout=1)
+                except queue.Empty:
+                    if not process.is_alive():
+                        raise RuntimeError(
+                            f"the list reader exited unexpectedly (exit code {process.exitcode})"
+                        ) from None
+                    continue
+                if kind == "rows":
+                    yield payload
+                elif kind == "error":
+                    raise SubscriberError(payload)
+                else:
+                    self.valid, self.invalid = payload
+                    return
+        finally:
+            process.join(timeout=10)
+            if process.is_alive():
+                process.kill()
+
+
+def _read_list(path: Path, kept: list[str], out: Any) -> None:
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    valid = invalid = 0
+    records: list[tuple[str, str]] = []
+    try:
+        for found in subscribers.addresses(path, kept):
+            if found is None:
+                invalid += 1
+                continue
+            valid += 1
+            email, name, values = found
+            records.append((email.lower(), journal_record(email, name, values)))
+            if len(records) == 1000:
+                out.put(("rows", records))
+                records = []
+    except NewsletterError as exc:
+        out.put(("error", exc.message))
+        return
+    if records:
+        out.put(("rows", records))
+    out.put(("done", (valid, invalid)))
 
 
 def envelope(config: Config, rendered: Rendered, send_at: dt.datetime | None = None) -> dict[str, Any]:
@@ -416,6 +557,7 @@ def envelope(config: Config, rendered: Rendered, send_at: dt.datetime | None = N
         body["asm"] = {"group_id": config.unsubscribe_group_id}
     else:  # our own link and headers; SendGrid must not add its own
         body["tracking_settings"] = {"subscription_tracking": {"enable": False}}
+        body["headers"] = dict(unsubscribe.ONE_CLICK_HEADER)  # with each recipient's List-Unsubscribe
     if send_at:
         body["send_at"] = int(send_at.timestamp())
     return body

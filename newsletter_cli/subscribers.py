@@ -51,12 +51,16 @@ class Row(NamedTuple):
 
     @property
     def name(self) -> str:
-        """A display name safe for a To: header (SendGrid rejects ; and , in names)."""
         fields = self.fields
-        name = fields.get("name") or " ".join(filter(None, (fields.get("first_name"), fields.get("last_name"))))
-        if _NAME_JUNK.search(name):
-            name = " ".join(_NAME_JUNK.sub(" ", name).split())
-        return name[:100]
+        return display_name(fields.get("name"), fields.get("first_name"), fields.get("last_name"))
+
+
+def display_name(name: str | None, first: str | None, last: str | None) -> str:
+    """A display name safe for a To: header (SendGrid rejects ; and , in names)."""
+    name = name or " ".join(filter(None, (first, last)))
+    if _NAME_JUNK.search(name):
+        name = " ".join(_NAME_JUNK.sub(" ", name).split())
+    return name[:100]
 
 
 def normalize_column(name: str) -> str:
@@ -126,6 +130,37 @@ def _clean(cell: str) -> str:
     """Trim a cell; a line break inside it becomes a space, so merge fields are single-line."""
     cell = cell.strip()
     return " ".join(cell.split()) if "\n" in cell or "\r" in cell else cell
+
+
+def addresses(path: Path, kept: Sequence[str]) -> Iterator[tuple[str, str, dict[str, str]] | None]:
+    """The send path's reader: for each record, (address, display name, the ``kept`` merge
+    fields), or None when the address is invalid. The rules of ``validated``, without making a
+    row and a dict of every cell for each of a million records."""
+    with _open(path) as handle:
+        reader = csv.reader(handle)
+        try:
+            columns = _header(reader, path)
+            email_at = columns.index("email")
+            kept_at = [(name, columns.index(name)) for name in kept if name in columns]
+            name_at = [columns.index(c) if c in columns else None for c in ("name", "first_name", "last_name")]
+            for record in reader:
+                if len(record) < len(columns):
+                    record += [""] * (len(columns) - len(record))
+                raw = record[email_at]
+                if not raw.strip() and not any(cell.strip() for cell in record):
+                    continue  # a blank record
+                try:
+                    email = normalize_address(raw)
+                except ValueError:
+                    yield None
+                    continue
+                name = display_name(*(_clean(record[i]) if i is not None else None for i in name_at))
+                values = {field: value for field, i in kept_at if (value := _clean(record[i]))}
+                yield email, name, values
+        except UnicodeDecodeError:
+            raise SubscriberError("not UTF-8 text", path, reader.line_num + 1) from None
+        except csv.Error as exc:
+            raise SubscriberError(f"malformed CSV: {exc}", path, reader.line_num) from None
 
 
 def scan(path: Path, suppressed: Callable[[Sequence[str]], set[str]] | None = None) -> Iterator[Row]:

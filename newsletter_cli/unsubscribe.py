@@ -35,6 +35,7 @@ MIN_SECRET_LENGTH = 16
 PREVIEW_TOKEN = "preview-token-not-valid"
 MAX_BODY = 64 * 1024
 ONE_CLICK = "List-Unsubscribe=One-Click"
+ONE_CLICK_HEADER = {"List-Unsubscribe-Post": ONE_CLICK}  # the same for everyone
 
 
 # --- tokens and links ------------------------------------------------------------------------
@@ -102,8 +103,12 @@ def sample_link(config: Config) -> str:
 
 def headers(config: Config, url: str) -> dict[str, str]:
     """RFC 2369 / RFC 8058 headers for one recipient's link (own-endpoint mode; SendGrid adds its own)."""
-    targets = f"<{url}>, <{config.unsubscribe_mailto}?subject=unsubscribe>" if config.unsubscribe_mailto else f"<{url}>"
-    return {"List-Unsubscribe": targets, "List-Unsubscribe-Post": ONE_CLICK}
+    return {"List-Unsubscribe": list_unsubscribe(config, url), **ONE_CLICK_HEADER}
+
+
+def list_unsubscribe(config: Config, url: str) -> str:
+    """The List-Unsubscribe value: the one-click link, and the mailto address when configured."""
+    return f"<{url}>, <{config.unsubscribe_mailto}?subject=unsubscribe>" if config.unsubscribe_mailto else f"<{url}>"
 
 
 # --- the endpoint ----------------------------------------------------------------------------

@@ -215,7 +215,7 @@ class FakeSendGrid:
                     subject=apply(body["subject"]),
                     text=apply(contents.get("text/plain", "")),
                     html=apply(contents.get("text/html", "")),
-                    headers=entry.get("headers", {}),
+                    headers={**body.get("headers", {}), **entry.get("headers", {})},
                     message_id=message_id,
                 )
             )
