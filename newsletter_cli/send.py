@@ -455,6 +455,8 @@ def _work(sender: Sender, tasks: Any, results: Any, stop: Any, threads: int, par
     envelope = sender.envelope()
 
     def post(batch: Batch) -> None:
+        if os.getppid() != parent:  # the parent was killed: its journal already calls this batch uncertain
+            return
         try:
             payload = sender.payload(envelope, map(decode, batch.records))
             results.put(_Answer(batch.id, "sent", message=api.send_mail(payload)))
