@@ -14,7 +14,7 @@ from typing import Any
 
 import click
 
-from newsletter_cli import __version__, preview, scaffold, suppressions, unsubscribe
+from newsletter_cli import __version__, lint, preview, scaffold, suppressions, unsubscribe
 from newsletter_cli import build as build_core
 from newsletter_cli.config import Config, load_config
 from newsletter_cli.errors import display_path
@@ -543,3 +543,37 @@ def preview_command(
         preview.serve(site, host, port, watched, ready)
     except KeyboardInterrupt:
         click.echo("Stopped.")
+
+
+@cli.command()
+@click.argument("issue", type=ISSUE_PATH)
+@list_option
+@click.option("--json", "as_json", is_flag=True, help="A JSON list of {level, code, message, file, line}.")
+@config_option
+def check(issue: Path, list_path: Path | None, as_json: bool, config_path: Path | None) -> None:
+    """Find what would break the email: clipping, missing alt text, bad links, unknown fields...
+
+    Prints FILE:LINE: error|warning: message [code], then a summary; exits 1 on any error.
+
+    \b
+    Example:
+        newsletter check issues/2022-12-baby-botox.md
+        newsletter check issues/2022-12-baby-botox.md --json
+    """
+    findings, notes = lint.check(issue, _config(config_path), list_path)
+    for note in notes:
+        click.echo(f"Note: {note}", err=True)
+    errors = sum(f.level == lint.ERROR for f in findings)
+    if as_json:
+        click.echo(json.dumps(lint.findings_json(findings), indent=2))
+    else:
+        for finding in findings:
+            click.echo(str(finding))
+        warnings = len(findings) - errors
+        click.echo(
+            f"{issue}: {errors} error{'s' * (errors != 1)}, {warnings} warning{'s' * (warnings != 1)}"
+            if findings
+            else f"{issue}: no problems found"
+        )
+    if errors:
+        raise SystemExit(1)

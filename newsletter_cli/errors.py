@@ -10,10 +10,11 @@ import click
 class NewsletterError(click.ClickException):
     """Any failure the user can fix; the message is one line naming the file and line."""
 
-    def __init__(self, message: str, path: Path | str | None = None, line: int | None = None):
+    def __init__(self, message: str, path: Path | str | None = None, line: int | None = None, code: str | None = None):
         self.path = Path(path) if path is not None else None
         self.line = line
         self.detail = message
+        self.code = code  # for `newsletter check`, which reports it as a finding
         super().__init__(located(message, path, line))
 
 

@@ -83,7 +83,7 @@ def parse_issue(text: str, path: Path) -> Issue:
         if key not in FRONT_MATTER_KEYS:
             raise fail(str(key), f"unknown key (expected one of {', '.join(FRONT_MATTER_KEYS)})")
     if "subject" not in data:
-        raise IssueError("front matter: 'subject' is required", path, 2)
+        raise IssueError("front matter: 'subject' is required", path, 2, code="subject-missing")
     subject = _one_line(data["subject"], lambda m: fail("subject", m))
     preheader = (
         _one_line(data["preheader"], lambda m: fail("preheader", m)) if data.get("preheader") is not None else None

@@ -1,0 +1,155 @@
+import json
+
+import pytest
+from click.testing import CliRunner
+
+from newsletter_cli.cli import cli
+from newsletter_cli.config import load_config
+from newsletter_cli.lint import check
+
+from .conftest import EXAMPLE_ISSUE, REPO
+
+FRONT = 'subject: "A good subject line"\npreheader: "A short preheader"'
+
+
+def findings_for(folder, write_issue, body, front=FRONT, subscribers=None):
+    if subscribers is not None:
+        (folder / "subscribers.csv").write_text(subscribers)
+    path = write_issue(body, front=front)
+    found, _ = check(path, load_config(folder / "newsletter.toml", environ={}))
+    return {(f.code, f.line, f.level) for f in found}
+
+
+# (code, level, body or front matter that triggers it, line, a near miss that does not)
+RULES = [
+    ("image-alt", "error", "![](https://test.example/a.png)\n", 5, "![A chart](https://test.example/a.png)\n"),
+    (
+        "image-alt",
+        "error",
+        '<p><img src="https://test.example/a.png"></p>\n',
+        5,
+        '<p><img src="https://test.example/a.png" alt="A"></p>\n',
+    ),
+    ("link-javascript", "error", "[x](javascript:alert(1))\n", 5, "[x](https://test.example/)\n"),
+    ("link-empty", "error", "[x]()\n", 5, "[x](#top)\n"),
+    ("link-localhost", "error", "[x](http://localhost:8000/a)\n", 5, "[x](https://test.example/a)\n"),
+    ("image-localhost", "error", "![x](http://127.0.0.1/a.png)\n", 5, "![x](https://test.example/a.png)\n"),
+    ("link-relative", "error", '<a href="/a">x</a>\n', 5, "[x](/a)\n"),
+    ("image-relative", "error", '<img src="a.png" alt="x">\n', 5, "![x](a.png)\n"),
+    ("forbidden-tag", "error", "<div>\n<script>alert(1)</script>\n</div>\n", 6, "<div>\nscript\n</div>\n"),
+    ("forbidden-tag", "error", "<form action='x'></form>\n", 5, "form\n"),
+    ("forbidden-tag", "error", "<iframe src='https://x.test.example'></iframe>\n", 5, "iframe\n"),
+    ("forbidden-tag", "error", "<video src='https://test.example/v.mp4'></video>\n", 5, "video\n"),
+    ("link-http", "warning", "[x](http://test.example/)\n", 5, "[x](https://test.example/)\n"),
+    ("image-data-uri", "warning", "![x](data:image/png;base64,AAAA)\n", 5, "![x](https://test.example/a.png)\n"),
+    ("placeholder", "warning", "Price: TK\n", 5, "Price: $10\n"),
+    ("placeholder", "warning", "Lorem ipsum dolor\n", 5, "Dolor\n"),
+    ("placeholder", "warning", "[x](https://www.example.com/)\n", 5, "[x](https://test.example/)\n"),
+    (
+        "link-text",
+        "warning",
+        "Book [click here](https://test.example/).\n",
+        5,
+        "[Book a visit](https://test.example/).\n",
+    ),
+]
+
+
+@pytest.mark.parametrize(
+    ("code", "level", "body", "line", "fine"), RULES, ids=[f"{r[0]}-{i}" for i, r in enumerate(RULES)]
+)
+def test_each_body_rule_fires_on_its_line_and_not_on_a_near_miss(folder, write_issue, code, level, body, line, fine):
+    assert (code, line, level) in findings_for(folder, write_issue, body)
+    assert not any(found[0] == code for found in findings_for(folder, write_issue, fine))
+
+
+def test_a_link_on_a_later_line_of_a_paragraph_gets_that_line(folder, write_issue):
+    body = "First line\nsecond line\nthird [x](javascript:void(0)) line\n"
+    assert ("link-javascript", 7, "error") in findings_for(folder, write_issue, body)
+
+
+@pytest.mark.parametrize(
+    ("front", "code", "level", "line"),
+    [
+        ('subject: "' + "x" * 151 + '"', "subject-too-long", "error", 2),
+        ('subject: "Short"\npreheader: "A short preheader"', "subject-length", "warning", 2),
+        ('subject: "' + "x" * 90 + '"\npreheader: "A short preheader"', "subject-length", "warning", 2),
+        ('subject: "A good subject line"', "preheader-missing", "warning", 1),
+        ('subject: "A good subject line"\npreheader: "' + "p" * 101 + '"', "preheader-too-long", "warning", 3),
+        ('preheader: "No subject"', "subject-missing", "error", 2),
+    ],
+)
+def test_front_matter_rules(folder, write_issue, front, code, level, line):
+    assert (code, line, level) in findings_for(folder, write_issue, "Hello\n", front=front)
+    assert not {c for c, _, _ in findings_for(folder, write_issue, "Hello\n")} & {code}
+
+
+def test_merge_fields_against_the_list(folder, write_issue):
+    body = "Hi {{ subscriber.nickname }}\n\nand {{ subscriber.first_name }}, {{ subscriber.city | default('') }}\n"
+    found = findings_for(
+        folder, write_issue, body, subscribers="email,first_name\na@test.example,Ann\nb@test.example,\n"
+    )
+    assert ("merge-field-unknown", 5, "error") in found
+    assert ("merge-field-empty", 7, "warning") in found
+    good = findings_for(
+        folder, write_issue, "Hi {{ subscriber.first_name }}\n", subscribers="email,first_name\na@test.example,Ann\n"
+    )
+    assert not {c for c, _, _ in good} & {"merge-field-unknown", "merge-field-empty"}
+
+
+def test_size_rules(folder, write_issue):
+    rows = "".join(f"| row {i} | {'value ' * 10} |\n" for i in range(500))
+    assert ("size-clipped", 1, "error") in findings_for(folder, write_issue, "| a | b |\n|---|---|\n" + rows)
+    rows = "".join(f"| row {i} | {'value ' * 10} |\n" for i in range(200))
+    assert ("size-near-clip", 1, "warning") in findings_for(folder, write_issue, "| a | b |\n|---|---|\n" + rows)
+    assert not {c for c, _, _ in findings_for(folder, write_issue, "Hi\n")} & {"size-clipped", "size-near-clip"}
+
+
+def test_a_template_without_postal_address_or_unsubscribe_link(folder, write_issue):
+    (folder / "templates").mkdir()
+    source = (REPO / "templates" / "newsletter.mjml.j2").read_text()
+    source = source.replace("{{ newsletter.postal_address }}", "").replace('href="{{ unsubscribe_url }}"', 'href="#"')
+    (folder / "templates" / "newsletter.mjml.j2").write_text(source)
+    found = findings_for(folder, write_issue, "Hi\n")
+    assert ("postal-address-missing", 1, "error") in found
+    assert ("unsubscribe-missing", 1, "error") in found
+
+
+def test_the_example_issue_has_no_errors():
+    found, _ = check(EXAMPLE_ISSUE, load_config(REPO / "newsletter.toml", environ={}))
+    assert [f for f in found if f.level == "error"] == []
+
+
+def test_the_cli_prints_findings_a_summary_and_exits_1_on_errors(folder, write_issue):
+    write_issue("![](https://test.example/a.png)\n\n[x](http://test.example/)\n")
+    result = CliRunner().invoke(cli, ["check", "issues/test.md"])
+    assert result.exit_code == 1
+    assert result.output.splitlines() == [
+        "Note: no subscriber list at subscribers.csv: merge fields were not checked against it",
+        "issues/test.md:5: error: an image without alt text [image-alt]",
+        "issues/test.md:7: warning: an http:// link (http://test.example/): use https [link-http]",
+        "issues/test.md: 1 error, 1 warning",
+    ]
+
+
+def test_the_json_format(folder, write_issue):
+    (folder / "subscribers.csv").write_text("email\na@test.example\n")
+    write_issue("[x](http://test.example/)\n")
+    result = CliRunner().invoke(cli, ["check", "issues/test.md", "--json"])
+    assert result.exit_code == 0
+    assert json.loads(result.output) == [
+        {
+            "level": "warning",
+            "code": "link-http",
+            "message": "an http:// link (http://test.example/): use https",
+            "file": "issues/test.md",
+            "line": 5,
+        }
+    ]
+
+
+def test_a_clean_issue_says_so(folder, write_issue):
+    (folder / "subscribers.csv").write_text("email\na@test.example\n")
+    write_issue("Hello\n")
+    result = CliRunner().invoke(cli, ["check", "issues/test.md"])
+    assert (result.exit_code, result.output) == (0, "issues/test.md: no problems found\n")
