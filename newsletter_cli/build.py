@@ -16,17 +16,15 @@ from pathlib import Path
 import jinja2
 from markupsafe import Markup
 
-from newsletter_cli import subscribers, unsubscribe
+from newsletter_cli import lint, subscribers, unsubscribe
 from newsletter_cli.config import Config, load_config
 from newsletter_cli.errors import NewsletterError, SubscriberError
 from newsletter_cli.issue import load_issue
-from newsletter_cli.render import GMAIL_CLIP_BYTES, Message, Rendered, render
+from newsletter_cli.render import GMAIL_CLIP_BYTES, SAMPLE_EMAIL, WARN_BYTES, Message, Rendered, render
 
-SAMPLE_EMAIL = "subscriber@example.com"
 PAGE = jinja2.Environment(
     loader=jinja2.FileSystemLoader(Path(__file__).parent), autoescape=True, undefined=jinja2.StrictUndefined
 ).get_template("preview.html.j2")
-WARN_BYTES = 90 * 1024
 
 
 @dataclass(frozen=True)
@@ -112,7 +110,10 @@ def preview_site(
         )
     site["/email.html"] = site["/email/0.html"]
     site["/email.txt"] = site["/email/0.txt"]
+    findings, notes = lint.check(issue_path, config, list_path)
     page = PAGE.render(
+        findings=findings,
+        notes=notes,
         samples=samples,
         samples_json=Markup(json.dumps(samples).replace("</", "<\\/")),
         clip_bytes=GMAIL_CLIP_BYTES,

@@ -306,6 +306,7 @@ def _already(count: int, extra: str = "") -> str:
 @click.option("--concurrency", type=click.IntRange(1, 64), default=8, show_default=True, help="Requests in flight.")
 @click.option("--retry-failed", is_flag=True, help="Send again to recipients whose batch failed.")
 @click.option("--resend-uncertain", is_flag=True, help="Send again to batches a crash left uncertain.")
+@click.option("--force", is_flag=True, help="Send even when 'newsletter check' finds errors.")
 @config_option
 def send(
     issue: Path,
@@ -319,6 +320,7 @@ def send(
     concurrency: int,
     retry_failed: bool,
     resend_uncertain: bool,
+    force: bool,
     config_path: Path | None,
 ) -> None:
     """Send an issue to the list through SendGrid, exactly once, resumably.
@@ -342,6 +344,7 @@ def send(
         concurrency=concurrency,
         retry_failed=retry_failed,
         resend_uncertain=resend_uncertain,
+        force=force,
     )
     with Sender(config, issue, options) as sender:
         if dry_run:
@@ -403,6 +406,9 @@ def _show_plan(plan: Plan, sender: Sender) -> None:
         lines.append(("Scheduled", plan.send_at.isoformat(timespec="minutes")))
     if plan.learned is not None:
         lines.append(("Synced", f"learned {sum(plan.learned.values()):,} new suppressions from SendGrid"))
+    if sender.check_errors:
+        count = len(sender.check_errors)
+        lines.append(("Check", f"{count} error{'s' * (count != 1)} ignored (--force); see 'newsletter check'"))
     for label, value in lines:
         click.echo(f"{label + ':':<13}{value}")
 

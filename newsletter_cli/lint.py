@@ -19,11 +19,10 @@ from markdown_it import MarkdownIt
 from markdown_it.token import Token
 
 from newsletter_cli import merge, subscribers, unsubscribe
-from newsletter_cli.build import SAMPLE_EMAIL, WARN_BYTES
 from newsletter_cli.config import Config
 from newsletter_cli.errors import IssueError, RenderError, display_path
 from newsletter_cli.issue import Issue, load_issue
-from newsletter_cli.render import GMAIL_CLIP_BYTES, Rendered, render
+from newsletter_cli.render import GMAIL_CLIP_BYTES, SAMPLE_EMAIL, WARN_BYTES, Rendered, render
 
 ERROR, WARNING = "error", "warning"
 SUBJECT_MAX, SUBJECT_GOOD = 150, (10, 78)
@@ -50,8 +49,14 @@ class Finding:
         return {key: asdict(self)[key] for key in ("level", "code", "message", "file", "line")}
 
 
-def check(issue_path: Path, config: Config, list_path: Path | None = None) -> tuple[list[Finding], list[str]]:
-    """Every finding, sorted by line; and notes on checks that could not run (no list, say)."""
+def check(
+    issue_path: Path, config: Config, list_path: Path | None = None, read_list: bool = True
+) -> tuple[list[Finding], list[str]]:
+    """Every finding, sorted by line; and notes on checks that could not run (no list, say).
+
+    ``read_list=False`` skips the one rule that reads every row (merge-field-empty, a warning):
+    `send` checks before every send and must stay fast on a million rows.
+    """
     file = str(issue_path)
     try:
         issue = load_issue(issue_path)
@@ -67,7 +72,7 @@ def check(issue_path: Path, config: Config, list_path: Path | None = None) -> tu
         *_front_matter(issue, file),
         *_source(issue, file),
         *_rendered(rendered, config, file),
-        *(_merge_fields(rendered, path, columns, file) if columns is not None else ()),
+        *(_merge_fields(rendered, path, columns, file, read_list) if columns is not None else ()),
     ]
     return sorted(set(findings), key=lambda f: (f.line, f.level != ERROR, f.code, f.message)), notes
 
@@ -232,7 +237,9 @@ def _rendered(rendered: Rendered, config: Config, file: str) -> Iterator[Finding
         )
 
 
-def _merge_fields(rendered: Rendered, path: Path, columns: frozenset[str], file: str) -> Iterator[Finding]:
+def _merge_fields(
+    rendered: Rendered, path: Path, columns: frozenset[str], file: str, read_list: bool
+) -> Iterator[Finding]:
     fields = rendered.issue_fields
     for field in fields:
         if field.default is None and field.name not in columns:
@@ -244,7 +251,7 @@ def _merge_fields(rendered: Rendered, path: Path, columns: frozenset[str], file:
                 f"subscriber.{field.name} is not a column of {path.name} and has no | default(...)",
             )
     watched = [f for f in fields if f.default is None and f.name in columns]
-    if not watched:
+    if not watched or not read_list:
         return
     empty = dict.fromkeys(watched, 0)
     total = 0

@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from newsletter_cli import build, merge, subscribers, suppressions, unsubscribe
+from newsletter_cli import build, lint, merge, subscribers, suppressions, unsubscribe
 from newsletter_cli.config import Config
 from newsletter_cli.errors import NewsletterError, SubscriberError
 from newsletter_cli.issue import load_issue
@@ -61,6 +61,7 @@ class SendOptions:
     concurrency: int = 8
     retry_failed: bool = False
     resend_uncertain: bool = False
+    force: bool = False  # send despite errors found by `newsletter check`
 
 
 @dataclass
@@ -148,6 +149,14 @@ class Sender:
         self.rendered: Rendered = render(load_issue(issue_path), config, columns)
         if len(self.rendered.html.encode()) + len(self.rendered.text.encode()) > MAX_CONTENT_BYTES:
             raise SendError("the email is over 10 MB; SendGrid takes at most 30 MB for a batch of recipients")
+        findings, _ = lint.check(issue_path, config, options.list_path, read_list=False)
+        self.check_errors = [f for f in findings if f.level == lint.ERROR]
+        if self.check_errors and not options.force:
+            count = len(self.check_errors)
+            raise SendError(
+                f"{count} error{'s' * (count != 1)} found by 'newsletter check {issue_path}' "
+                f"(first: {self.check_errors[0]}); fix them, or pass --force to send anyway"
+            )
         self.secret = unsubscribe.load_secret(self.environ) if config.unsubscribe_mode == "endpoint" else b""
         self.slug = self.rendered.slug
         self._tokens = [

@@ -211,3 +211,10 @@ def test_the_send_test_button_sends_one_copy_for_the_chosen_subscriber(browser, 
     [copy] = sendgrid.deliveries
     assert (copy.email, copy.subject) == ("me@example.net", "[TEST] Baby BOTOX: prevention, smoother skin and more")
     assert "Hi there," in copy.text
+
+
+def test_the_page_lists_what_newsletter_check_finds(folder, write_issue):
+    path = write_issue("![](https://test.example/a.png)\n")
+    page = build.preview_site(folder / "newsletter.toml", path)["/"][1].decode()
+    assert "<summary>Check: 1 error, 0 warnings</summary>" in page
+    assert '<li class="error">line 5: error: an image without alt text [image-alt]</li>' in page

@@ -366,3 +366,19 @@ def test_a_one_click_unsubscribe_is_honoured_by_the_next_send(runner, newsletter
     assert result.exit_code == 0, result.output
     january = [d.email for d in sendgrid.deliveries if d.subject == "The next issue"]
     assert sorted(january) == ["user0@example.com", "user2@example.com"]
+
+
+def test_send_refuses_an_issue_with_check_errors_unless_forced(runner, newsletter, sendgrid, write_issue):
+    write_list(newsletter, 2)
+    write_issue("![](https://test.example/a.png)\n")
+    refused = send(runner, "--yes")
+    assert refused.exit_code == 1
+    assert refused.output == (
+        f"Error: 1 error found by 'newsletter check {ISSUE}' (first: {ISSUE}:5: error: an image without alt text "
+        "[image-alt]); fix them, or pass --force to send anyway\n"
+    )
+    assert sendgrid.seen == []
+    forced = send(runner, "--yes", "--force")
+    assert forced.exit_code == 0, forced.output
+    assert "Check:       1 error ignored (--force); see 'newsletter check'" in forced.output
+    assert len(sendgrid.deliveries) == 2
