@@ -555,8 +555,9 @@ def preview_command(
 @click.argument("issue", type=ISSUE_PATH)
 @list_option
 @click.option("--json", "as_json", is_flag=True, help="A JSON list of {level, code, message, file, line}.")
+@click.option("--spam", "spam", is_flag=True, help="Also score the email with a local SpamAssassin.")
 @config_option
-def check(issue: Path, list_path: Path | None, as_json: bool, config_path: Path | None) -> None:
+def check(issue: Path, list_path: Path | None, as_json: bool, spam: bool, config_path: Path | None) -> None:
     """Find what would break the email: clipping, missing alt text, bad links, unknown fields...
 
     Prints FILE:LINE: error|warning: message [code], then a summary; exits 1 on any error.
@@ -565,8 +566,13 @@ def check(issue: Path, list_path: Path | None, as_json: bool, config_path: Path 
     Example:
         newsletter check issues/2022-12-baby-botox.md
         newsletter check issues/2022-12-baby-botox.md --json
+        newsletter check issues/2022-12-baby-botox.md --spam
     """
-    findings, notes = lint.check(issue, _config(config_path), list_path)
+    config = _config(config_path)
+    findings, notes = lint.check(issue, config, list_path)
+    if spam:
+        spam_findings, spam_notes = lint.spam(issue, config)
+        findings, notes = sorted([*findings, *spam_findings], key=lint.Finding.sort_key), [*notes, *spam_notes]
     for note in notes:
         click.echo(f"Note: {note}", err=True)
     errors = sum(f.level == lint.ERROR for f in findings)

@@ -8,6 +8,7 @@ from the email as it would be sent. Each has a stable code; the README lists the
 from __future__ import annotations
 
 import re
+import subprocess
 from collections.abc import Iterable, Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -18,7 +19,7 @@ import lxml.html
 from markdown_it import MarkdownIt
 from markdown_it.token import Token
 
-from newsletter_cli import merge, subscribers, unsubscribe
+from newsletter_cli import merge, mime, subscribers, unsubscribe
 from newsletter_cli.config import Config
 from newsletter_cli.errors import IssueError, RenderError, display_path
 from newsletter_cli.issue import Issue, load_issue
@@ -44,6 +45,9 @@ class Finding:
 
     def __str__(self) -> str:
         return f"{self.file}:{self.line}: {self.level}: {self.message} [{self.code}]"
+
+    def sort_key(self) -> tuple[int, bool, str, str]:
+        return (self.line, self.level != ERROR, self.code, self.message)
 
     def as_json(self) -> dict[str, object]:
         return {key: asdict(self)[key] for key in ("level", "code", "message", "file", "line")}
@@ -74,7 +78,7 @@ def check(
         *_rendered(rendered, config, file),
         *(_merge_fields(rendered, path, columns, file, read_list) if columns is not None else ()),
     ]
-    return sorted(set(findings), key=lambda f: (f.line, f.level != ERROR, f.code, f.message)), notes
+    return sorted(set(findings), key=Finding.sort_key), notes
 
 
 # --- front matter ----------------------------------------------------------------------------
@@ -271,6 +275,51 @@ def _merge_fields(
                 "merge-field-empty",
                 f"subscriber.{field.name} renders empty for {count} of {total} subscribers; add | default(...)",
             )
+
+
+# --- spam score ------------------------------------------------------------------------------
+
+SPAM_ERROR, SPAM_WARNING = 5.0, 1.0
+SPAM_SCORE = re.compile(r"Content analysis details:\s*\((-?[\d.]+) points")
+SPAM_RULE = re.compile(r"^\s*(-?\d+\.\d+)\s+([A-Z0-9_]+)\s", re.M)
+
+
+def spam(issue_path: Path, config: Config) -> tuple[list[Finding], list[str]]:
+    """Score the email, as a real MIME message with the send's headers, with a local
+    SpamAssassin using its offline rules (``spamassassin -L -t``)."""
+    rendered = render(load_issue(issue_path), config, None)
+    link = unsubscribe.sample_link(config)
+    message = rendered.personalize({"email": SAMPLE_EMAIL, "unsubscribe_url": link})
+    headers = unsubscribe.headers(config, link) if config.unsubscribe_mode == "endpoint" else {}
+    raw = mime.to_bytes(mime.build_message(config, message, SAMPLE_EMAIL, "", headers))
+    try:
+        done = subprocess.run(["spamassassin", "-L", "-t"], input=raw, capture_output=True, timeout=300, check=False)
+    except FileNotFoundError:
+        return [], ["SpamAssassin is not installed, so --spam could not score the email: apt-get install spamassassin"]
+    report = done.stdout.decode("utf-8", "replace")
+    found = SPAM_SCORE.search(report)
+    if found is None:
+        return [], [
+            f"SpamAssassin gave no score (exit {done.returncode}): {done.stderr.decode(errors='replace')[:200]}"
+        ]
+    score = float(found.group(1))
+    details = report[found.end() :]
+    blocks = details.replace("\r\n", "\n").split("\n\n")
+    table = blocks[1] if len(blocks) > 1 else blocks[0]  # the report's first table, not its copy
+    rules = dict.fromkeys(
+        f"{name} ({float(points):+.1f})" for points, name in SPAM_RULE.findall(table) if float(points)
+    )
+    fired = ", ".join(rules) or "no rule with points"
+    file = str(issue_path)
+    if score > SPAM_ERROR:
+        return [
+            Finding(file, 1, ERROR, "spam-score", f"SpamAssassin scores {score:.1f} (over {SPAM_ERROR}): {fired}")
+        ], []
+    if score > SPAM_WARNING:
+        return [
+            Finding(file, 1, WARNING, "spam-score", f"SpamAssassin scores {score:.1f} (over {SPAM_WARNING}): {fired}")
+        ], []
+    return [], [f"SpamAssassin scores {score:.1f}: {fired}"]
 
 
 def findings_json(findings: Iterable[Finding]) -> list[dict[str, object]]:

@@ -4,6 +4,7 @@ sample .eml and for scoring with a spam filter."""
 from __future__ import annotations
 
 import datetime as dt
+import re
 from email.message import EmailMessage
 from email.policy import SMTP
 from email.utils import format_datetime, formataddr, make_msgid
@@ -11,9 +12,10 @@ from email.utils import format_datetime, formataddr, make_msgid
 from newsletter_cli.config import Config
 from newsletter_cli.render import Message
 
-# Long unbreakable headers (a List-Unsubscribe URL) must stay plain, not turn into RFC 2047
-# encoded words that mail clients would not parse as a URL: fold only past RFC 5322's hard limit.
-POLICY = SMTP.clone(max_line_length=998)
+# Headers that must stay as written: the email package would turn a List-Unsubscribe URL longer
+# than a line into RFC 2047 encoded words, which no client reads as a URL (RFC 5322 allows
+# lines up to 998 characters).
+VERBATIM = ("List-Unsubscribe",)
 
 
 def build_message(
@@ -24,7 +26,7 @@ def build_message(
     headers: dict[str, str] | None = None,
     when: dt.datetime | None = None,
 ) -> EmailMessage:
-    mail = EmailMessage(policy=POLICY)
+    mail = EmailMessage(policy=SMTP)
     mail["From"] = formataddr((config.from_name, config.from_email))
     mail["To"] = formataddr((to_name, to_email))
     mail["Subject"] = message.subject
@@ -37,3 +39,18 @@ def build_message(
     mail.set_content(message.text, subtype="plain", charset="utf-8", cte="quoted-printable")
     mail.add_alternative(message.html, subtype="html", charset="utf-8", cte="quoted-printable")
     return mail
+
+
+def to_bytes(mail: EmailMessage) -> bytes:
+    """The message as sent, with the VERBATIM headers unfolded and unencoded."""
+    raw = mail.as_bytes()
+    head, sep, body = raw.partition(b"\r\n\r\n") if b"\r\n\r\n" in raw else raw.partition(b"\n\n")
+    newline = b"\r\n" if sep == b"\r\n\r\n" else b"\n"
+    for name in VERBATIM:
+        value = mail.get(name)
+        if value is None:
+            continue
+        pattern = re.compile(rb"^" + name.encode() + rb":.*?(?=" + newline + rb"(?![ \t])|\Z)", re.S | re.M | re.I)
+        line = f"{name}: {' '.join(str(value).split())}".encode()
+        head = pattern.sub(lambda _match, line=line: line, head, count=1)
+    return head + sep + body

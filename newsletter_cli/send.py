@@ -34,7 +34,7 @@ from newsletter_cli.issue import load_issue
 from newsletter_cli.journal import FAILED, IN_FLIGHT, PENDING, SENT, UNCERTAIN, Batch, Journal, Recipient, decode
 from newsletter_cli.journal import record as journal_record
 from newsletter_cli.merge import HTML_CONTEXT, TEXT_CONTEXT
-from newsletter_cli.mime import build_message
+from newsletter_cli.mime import build_message, to_bytes
 from newsletter_cli.render import Rendered, render
 from newsletter_cli.sendgrid_api import KEY_ENV, SendGrid, SendGridError, Stopped
 from newsletter_cli.store import Store
@@ -399,7 +399,7 @@ class Sender:
         message = self.rendered.personalize({**recipient.fields, "email": recipient.email, "unsubscribe_url": link})
         headers = unsubscribe.headers(self.config, link) if self.config.unsubscribe_mode == "endpoint" else {}
         mail = build_message(self.config, message, recipient.email, recipient.name, headers)
-        path.write_bytes(mail.as_bytes())
+        path.write_bytes(to_bytes(mail))
 
 
 @dataclass(frozen=True)

@@ -5,7 +5,7 @@ from click.testing import CliRunner
 
 from newsletter_cli.cli import cli
 from newsletter_cli.config import load_config
-from newsletter_cli.lint import check
+from newsletter_cli.lint import check, spam
 
 from .conftest import EXAMPLE_ISSUE, REPO
 
@@ -153,3 +153,29 @@ def test_a_clean_issue_says_so(folder, write_issue):
     write_issue("Hello\n")
     result = CliRunner().invoke(cli, ["check", "issues/test.md"])
     assert (result.exit_code, result.output) == (0, "issues/test.md: no problems found\n")
+
+
+def test_the_example_scores_at_most_1_with_spamassassin(spamassassin):
+    found, notes = spam(EXAMPLE_ISSUE, load_config(REPO / "newsletter.toml", environ={}))
+    assert found == []
+    score = float(notes[0].split("SpamAssassin scores ")[1].split(":")[0])
+    assert score <= 1.0
+
+
+def test_a_spammy_issue_is_an_error_that_lists_the_rules(spamassassin, folder, write_issue):
+    body = (
+        "DEAR FRIEND, CONGRATULATIONS!!! You have been SELECTED to receive $1,000,000 CASH. 100% FREE, "
+        "NO RISK, GUARANTEED!!! Buy cheap viagra now! Lose weight fast! Act now! Limited time offer!!!\n"
+    )
+    path = write_issue(body, front='subject: "FREE MONEY!!! 100% GUARANTEED WINNER $$$ ACT NOW"\npreheader: "Win"')
+    found, _ = spam(path, load_config(folder / "newsletter.toml", environ={}))
+    [finding] = found
+    assert (finding.level, finding.code, finding.line) == ("error", "spam-score", 1)
+    assert "GUARANTEED_100_PERCENT (+" in finding.message
+
+
+def test_without_spamassassin_it_says_how_to_install_it(folder, write_issue, monkeypatch):
+    monkeypatch.setenv("PATH", str(folder))
+    found, notes = spam(write_issue("Hi\n"), load_config(folder / "newsletter.toml", environ={}))
+    assert found == []
+    assert notes == ["SpamAssassin is not installed, so --spam could not score the email: apt-get install spamassassin"]
