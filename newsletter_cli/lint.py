@@ -7,6 +7,7 @@ from the email as it would be sent. Each has a stable code; the README lists the
 
 from __future__ import annotations
 
+import json
 import re
 import subprocess
 from collections.abc import Iterable, Iterator
@@ -75,6 +76,8 @@ def check(
     findings = [
         *_front_matter(issue, file),
         *_source(issue, file),
+        *_css(issue.body, issue.body_line, file),
+        *_templates(issue, config),
         *_rendered(rendered, config, file),
         *(_merge_fields(rendered, path, columns, file, read_list) if columns is not None else ()),
     ]
@@ -213,6 +216,60 @@ def _url(url: str, line: int, file: str, what: str, relative_ok: bool = False) -
             yield Finding(file, line, WARNING, f"{what}-http", f"an http:// {what} ({url[:60]}): use https")
         if EXAMPLE_HOSTS.search(host):
             yield Finding(file, line, WARNING, "placeholder", f"{_a(what)} to {host}, a placeholder domain")
+
+
+# --- CSS the major email clients ignore (caniemail's data) ----------------------------------
+
+CSS_SUPPORT = json.loads((Path(__file__).parent / "data" / "css_support.json").read_text())["features"]
+CSS_RULES = (
+    ("css-display-flex", re.compile(r"display\s*:\s*(inline-)?flex\b", re.I)),
+    ("css-display-grid", re.compile(r"display\s*:\s*(inline-)?grid\b", re.I)),
+    ("css-position", re.compile(r"position\s*:\s*(absolute|relative|fixed|sticky)\b", re.I)),
+    ("css-background-image", re.compile(r"background(-image)?\s*:[^;\"]*url\(", re.I)),
+)
+GENERIC_FONTS = {"serif", "sans-serif", "monospace", "cursive", "fantasy", "system-ui", "ui-sans-serif", "ui-serif"}
+FONT_FAMILY = re.compile(r"font-family\s*[:=]\s*[\"']?([^;\"}>]+)", re.I)
+STYLE_ATTRIBUTE = re.compile(r"""style\s*=\s*("[^"]*"|'[^']*')""", re.I)
+
+
+def _css(text: str, first_line: int, file: str) -> Iterator[Finding]:
+    """CSS in <style>/<mj-style> blocks and style attributes, line by line."""
+    in_style = False
+    for number, line in enumerate(text.splitlines(), start=first_line):
+        opened = re.search(r"<(mj-)?style\b", line, re.I)
+        closed = re.search(r"</(mj-)?style>", line, re.I)
+        css = line if in_style or opened else " ".join(m.group(1) for m in STYLE_ATTRIBUTE.finditer(line))
+        in_style = (in_style or bool(opened)) and not closed
+        for slug, pattern in CSS_RULES:
+            if css and pattern.search(css):
+                feature = CSS_SUPPORT[slug]
+                clients = ", ".join(feature["unsupported"]) or "no major client"
+                yield Finding(
+                    file,
+                    number,
+                    WARNING,
+                    "css-unsupported",
+                    f"{feature['title']} is not supported in {clients} (caniemail: {feature['url']})",
+                )
+        for match in FONT_FAMILY.finditer(line if css or "font-family=" in line else ""):
+            if "{{" in match.group(1) or "{%" in match.group(1):
+                continue  # a template expression, not CSS yet
+            families = [f.strip().strip("'\"") for f in match.group(1).split(",")]
+            if families and families[-1].lower() not in GENERIC_FONTS:
+                yield Finding(
+                    file,
+                    number,
+                    WARNING,
+                    "css-font-fallback",
+                    f"font-family {', '.join(families)} ends without a generic family such as sans-serif; web fonts "
+                    f"fail in {', '.join(CSS_SUPPORT['css-at-font-face']['unsupported'][:4])} and more (caniemail)",
+                )
+
+
+def _templates(issue: Issue, config: Config) -> Iterator[Finding]:
+    folder = config.templates_dir / issue.template
+    if folder.is_file():  # the packaged default is known good; a folder's own template is checked
+        yield from _css(folder.read_text(encoding="utf-8"), 1, display_path(folder))
 
 
 # --- the email as sent -----------------------------------------------------------------------

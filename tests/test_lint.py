@@ -22,6 +22,17 @@ def findings_for(folder, write_issue, body, front=FRONT, subscribers=None):
 
 # (code, level, body or front matter that triggers it, line, a near miss that does not)
 RULES = [
+    ("css-unsupported", "warning", '<p style="display: flex">x</p>\n', 5, "Text about display: flex.\n"),
+    ("css-unsupported", "warning", '<p style="display:grid">x</p>\n', 5, '<p style="display:block">x</p>\n'),
+    ("css-unsupported", "warning", "<style>\n.a { position: absolute; }\n</style>\n", 6, "<style>\n.a { }\n</style>\n"),
+    ("css-unsupported", "warning", '<p style="background: url(https://test.example/a.png)">x</p>\n', 5, "<p>x</p>\n"),
+    (
+        "css-font-fallback",
+        "warning",
+        '<p style="font-family: Lato">x</p>\n',
+        5,
+        '<p style="font-family: Lato, sans-serif">x</p>\n',
+    ),
     ("image-alt", "error", "![](https://test.example/a.png)\n", 5, "![A chart](https://test.example/a.png)\n"),
     (
         "image-alt",
@@ -179,3 +190,14 @@ def test_without_spamassassin_it_says_how_to_install_it(folder, write_issue, mon
     found, notes = spam(write_issue("Hi\n"), load_config(folder / "newsletter.toml", environ={}))
     assert found == []
     assert notes == ["SpamAssassin is not installed, so --spam could not score the email: apt-get install spamassassin"]
+
+
+def test_a_folders_own_template_is_checked_for_fonts_without_fallback(folder, write_issue):
+    (folder / "templates").mkdir()
+    source = (REPO / "templates" / "newsletter.mjml.j2").read_text()
+    (folder / "templates" / "newsletter.mjml.j2").write_text(
+        source.replace('<mj-all font-family="{{ fonts }}" />', '<mj-all font-family="Lato" />')
+    )
+    found, _ = check(write_issue("Hi\n"), load_config(folder / "newsletter.toml", environ={}))
+    line = source.splitlines().index('      <mj-all font-family="{{ fonts }}" />') + 1
+    assert [(f.file, f.line, f.code) for f in found] == [("templates/newsletter.mjml.j2", line, "css-font-fallback")]
