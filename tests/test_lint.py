@@ -5,7 +5,7 @@ from click.testing import CliRunner
 
 from newsletter_cli.cli import cli
 from newsletter_cli.config import load_config
-from newsletter_cli.lint import check, spam
+from newsletter_cli.lint import check, contrast, spam
 
 from .conftest import EXAMPLE_ISSUE, REPO
 
@@ -22,6 +22,13 @@ def findings_for(folder, write_issue, body, front=FRONT, subscribers=None):
 
 # (code, level, body or front matter that triggers it, line, a near miss that does not)
 RULES = [
+    (
+        "contrast",
+        "warning",
+        '<p style="color: #cccccc">Light grey words</p>\n',
+        5,
+        '<p style="color: #333">Dark words</p>\n',
+    ),
     ("css-unsupported", "warning", '<p style="display: flex">x</p>\n', 5, "Text about display: flex.\n"),
     ("css-unsupported", "warning", '<p style="display:grid">x</p>\n', 5, '<p style="display:block">x</p>\n'),
     ("css-unsupported", "warning", "<style>\n.a { position: absolute; }\n</style>\n", 6, "<style>\n.a { }\n</style>\n"),
@@ -201,3 +208,59 @@ def test_a_folders_own_template_is_checked_for_fonts_without_fallback(folder, wr
     found, _ = check(write_issue("Hi\n"), load_config(folder / "newsletter.toml", environ={}))
     line = source.splitlines().index('      <mj-all font-family="{{ fonts }}" />') + 1
     assert [(f.file, f.line, f.code) for f in found] == [("templates/newsletter.mjml.j2", line, "css-font-fallback")]
+
+
+def test_contrast_is_wcags_ratio():
+    assert round(contrast((0, 0, 0), (1, 1, 1)), 1) == 21.0
+    assert round(contrast((1, 1, 1), (1, 1, 1)), 1) == 1.0
+
+
+BROKEN = """\
+---
+subject: "%s"
+---
+Hi {{ subscriber.nickname }}!
+
+![](https://test.example/photo.png)
+
+A [script link](javascript:alert(1)), an [empty one]() and [my laptop](http://127.0.0.1:8000/x).
+
+<div>
+<a href="/relative/page">relative</a>
+<img src="https://test.example/a.png">
+<script>alert(1)</script>
+<form action="https://test.example/f"></form>
+<iframe src="https://test.example/i"></iframe>
+<video src="https://test.example/v.mp4"></video>
+</div>
+""" % ("S" * 151)
+
+
+def test_a_deliberately_broken_issue_gets_every_error_on_its_line(folder):
+    (folder / "subscribers.csv").write_text("email,first_name\na@test.example,Ann\n")
+    (folder / "templates").mkdir()
+    source = (REPO / "templates" / "newsletter.mjml.j2").read_text()
+    source = source.replace("{{ newsletter.postal_address }}", "").replace('href="{{ unsubscribe_url }}"', 'href="#"')
+    (folder / "templates" / "newsletter.mjml.j2").write_text(source)
+    rows = "".join(f"| row {i} | {'value ' * 10} |\n" for i in range(500))
+    path = folder / "issues" / "broken.md"
+    path.write_text(BROKEN + "\n| a | b |\n|---|---|\n" + rows)
+    found, _ = check(path, load_config(folder / "newsletter.toml", environ={}))
+    errors = sorted((f.line, f.code) for f in found if f.level == "error")
+    assert errors == [
+        (1, "postal-address-missing"),
+        (1, "size-clipped"),
+        (1, "unsubscribe-missing"),
+        (2, "subject-too-long"),
+        (4, "merge-field-unknown"),
+        (6, "image-alt"),
+        (8, "link-empty"),
+        (8, "link-javascript"),
+        (8, "link-localhost"),
+        (11, "link-relative"),
+        (12, "image-alt"),
+        (13, "forbidden-tag"),
+        (14, "forbidden-tag"),
+        (15, "forbidden-tag"),
+        (16, "forbidden-tag"),
+    ]
