@@ -560,7 +560,8 @@ def preview_command(
 def check(issue: Path, list_path: Path | None, as_json: bool, spam: bool, config_path: Path | None) -> None:
     """Find what would break the email: clipping, missing alt text, bad links, unknown fields...
 
-    Prints FILE:LINE: error|warning: message [code], then a summary; exits 1 on any error.
+    Prints FILE:LINE: error|warning: message, then a summary; exits 1 on any error. Each
+    finding's code (in --json) is explained in the README.
 
     \b
     Example:

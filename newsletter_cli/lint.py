@@ -45,7 +45,7 @@ class Finding:
     message: str
 
     def __str__(self) -> str:
-        return f"{self.file}:{self.line}: {self.level}: {self.message} [{self.code}]"
+        return f"{self.file}:{self.line}: {self.level}: {self.message}"
 
     def sort_key(self) -> tuple[int, bool, str, str]:
         return (self.line, self.level != ERROR, self.code, self.message)

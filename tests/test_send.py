@@ -374,8 +374,8 @@ def test_send_refuses_an_issue_with_check_errors_unless_forced(runner, newslette
     refused = send(runner, "--yes")
     assert refused.exit_code == 1
     assert refused.output == (
-        f"Error: 1 error found by 'newsletter check {ISSUE}' (first: {ISSUE}:5: error: an image without alt text "
-        "[image-alt]); fix them, or pass --force to send anyway\n"
+        f"Error: 1 error found by 'newsletter check {ISSUE}' (first: {ISSUE}:5: error: an image without alt text); "
+        "fix them, or pass --force to send anyway\n"
     )
     assert sendgrid.seen == []
     forced = send(runner, "--yes", "--force")
