@@ -267,9 +267,9 @@ def _css(text: str, first_line: int, file: str) -> Iterator[Finding]:
 
 
 def _templates(issue: Issue, config: Config) -> Iterator[Finding]:
-    folder = config.templates_dir / issue.template
-    if folder.is_file():  # the packaged default is known good; a folder's own template is checked
-        yield from _css(folder.read_text(encoding="utf-8"), 1, display_path(folder))
+    own = config.templates_dir / issue.template
+    if own.is_file():  # the packaged default is known good; a folder's own template is checked
+        yield from _css(own.read_text(encoding="utf-8"), 1, display_path(own))
 
 
 # --- the email as sent -----------------------------------------------------------------------
