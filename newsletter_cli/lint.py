@@ -20,7 +20,7 @@ import lxml.html
 from markdown_it import MarkdownIt
 from markdown_it.token import Token
 
-from newsletter_cli import merge, mime, subscribers, unsubscribe
+from newsletter_cli import mime, subscribers, unsubscribe
 from newsletter_cli.config import Config
 from newsletter_cli.errors import IssueError, RenderError, display_path
 from newsletter_cli.issue import Issue, load_issue
@@ -190,8 +190,6 @@ def _url(url: str, line: int, file: str, what: str, relative_ok: bool = False) -
     """Markdown links and images are made absolute against `website` (``relative_ok``); raw
     HTML ones are sent as written."""
     url = url.strip()
-    if "NLF" in url and merge.TOKEN_RE.search(url):
-        url = merge.TOKEN_RE.sub("x", url)
     parts = urlsplit(url)
     scheme = parts.scheme.lower()
     if not url:
