@@ -53,16 +53,16 @@ def preview_message(
 ) -> tuple[Rendered, Message]:
     """Render an issue and fill it for a sample subscriber, as build and preview show it."""
     issue = load_issue(issue_path)
-    list_path = list_path or config.root / "subscribers.csv"
+    list_path = list_path or config.subscribers_path
     row = sample_rows(config, list_path, as_email, count=1)[0]
-    rendered = render(issue, config, subscribers.columns(list_path) if list_path.exists() else None)
+    rendered = render(issue, config, subscribers.columns_if_listed(list_path))
     message = rendered.personalize({**row, "unsubscribe_url": unsubscribe.sample_link(config)})
     return rendered, message
 
 
 def sample_rows(config: Config, list_path: Path | None, as_email: str | None, count: int = 5) -> list[dict[str, str]]:
     """A few subscribers to preview with: --as first, then the list's first valid rows."""
-    path = list_path or config.root / "subscribers.csv"
+    path = list_path or config.subscribers_path
     if not path.exists():
         if as_email:
             raise SubscriberError("subscriber list not found (needed by --as)", path)
@@ -87,8 +87,7 @@ def preview_site(
     config = load_config(config_path)
     issue = load_issue(issue_path)
     rows = sample_rows(config, list_path, as_email)
-    path = list_path or config.root / "subscribers.csv"
-    rendered = render(issue, config, subscribers.columns(path) if path.exists() else None)
+    rendered = render(issue, config, subscribers.columns_if_listed(list_path or config.subscribers_path))
     html_type, text_type = "text/html; charset=utf-8", "text/plain; charset=utf-8"
     site: dict[str, tuple[str, bytes]] = {}
     samples = []

@@ -158,7 +158,7 @@ def subscribers_check(csv_path: Path | None, config_path: Path | None) -> None:
         newsletter subscribers check exports/mailchimp.csv
     """
     config = _config(config_path)
-    path = csv_path or config.root / "subscribers.csv"
+    path = csv_path or config.subscribers_path
     shown = display_path(path)
     counts = Counts()
     with Store.for_folder(config.state_dir) as store:
@@ -534,7 +534,7 @@ def preview_command(
 
     def watched() -> list[Path]:
         templates = sorted(config.templates_dir.glob("*")) if config.templates_dir.is_dir() else []
-        return [issue, config.path, list_path or config.root / "subscribers.csv", *templates]
+        return [issue, config.path, list_path or config.subscribers_path, *templates]
 
     def ready(url: str) -> None:
         click.echo(f"Previewing {issue} at {url} (Ctrl-C to stop)")

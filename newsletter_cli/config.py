@@ -51,6 +51,11 @@ class Config:
         return self.root / "templates"
 
     @property
+    def subscribers_path(self) -> Path:
+        """The list every command reads unless told otherwise (--list)."""
+        return self.root / "subscribers.csv"
+
+    @property
     def state_dir(self) -> Path:
         return self.root / ".newsletter"
 

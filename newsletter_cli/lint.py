@@ -68,8 +68,8 @@ def check(
         rendered = render(issue, config, None)
     except (IssueError, RenderError) as exc:  # reported like any other finding
         return [Finding(file, exc.line or 1, ERROR, exc.code or "unreadable", exc.detail)], []
-    path = list_path or config.root / "subscribers.csv"
-    columns = subscribers.columns(path) if path.exists() else None
+    path = list_path or config.subscribers_path
+    columns = subscribers.columns_if_listed(path)
     notes = []
     if columns is None:
         notes.append(f"no subscriber list at {display_path(path)}: merge fields were not checked against it")

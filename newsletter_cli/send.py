@@ -83,7 +83,6 @@ class Plan:
     batches: int
     send_at: dt.datetime | None
     learned: dict[str, int] | None
-    requeued: dict[str, int] = field(default_factory=dict)
     run: int = 0
 
 
@@ -104,7 +103,6 @@ class Progress:
 class Outcome:
     sent: int = 0
     failed: int = 0
-    released: int = 0
     stopped: bool = False
     error: SendGridError | None = None
     counts: dict[str, int] = field(default_factory=dict)
@@ -144,7 +142,7 @@ class Sender:
             raise SendError(f"--batch-size must be between 1 and {MAX_BATCH}")
         if options.concurrency < 1:
             raise SendError("--concurrency must be at least 1")
-        self.list_path = options.list_path or config.root / "subscribers.csv"
+        self.list_path = options.list_path or config.subscribers_path
         columns = subscribers.columns(self.list_path)
         self.rendered: Rendered = render(load_issue(issue_path), config, columns)
         if len(self.rendered.html.encode()) + len(self.rendered.text.encode()) > MAX_CONTENT_BYTES:
@@ -204,11 +202,10 @@ class Sender:
         if self.options.sync:
             learned = suppressions.sync(self.store, self.api, self.config.unsubscribe_group_id)
         run = self.journal.start_run(self.rendered.subject)
-        requeued = {}
         if self.options.retry_failed:
-            requeued[FAILED] = self.journal.requeue(FAILED)
+            self.journal.requeue(FAILED)
         if self.options.resend_uncertain:
-            requeued[UNCERTAIN] = self.journal.requeue(UNCERTAIN)
+            self.journal.requeue(UNCERTAIN)
         counts = subscribers.Counts()
         reader = _ListReader(self.list_path, self._columns())
         new, listed = self.journal.add(reader, run)
@@ -219,7 +216,7 @@ class Sender:
         counts.rows = counts.invalid + counts.duplicates + listed
         self.journal.record_skips(counts.invalid, counts.duplicates, counts.suppressed)
         state = self.journal.counts()
-        return self._plan(state, counts, new, learned, requeued, run)
+        return self._plan(state, counts, new, learned, run)
 
     def _plan(
         self,
@@ -227,7 +224,6 @@ class Sender:
         counts: subscribers.Counts,
         new: int,
         learned: dict[str, int] | None,
-        requeued: dict[str, int],
         run: int,
     ) -> Plan:
         pending = state[PENDING]
@@ -249,7 +245,6 @@ class Sender:
             batches=-(-to_send // size),
             send_at=self.options.send_at,
             learned=learned,
-            requeued=requeued,
             run=run,
         )
 
@@ -308,7 +303,6 @@ class Sender:
             raise RuntimeError(f"a send worker failed on batch {answer.batch}: {answer.message}")
         if answer.outcome == "stopped" or answer.status in (401, 403):
             self.journal.release(answer.batch)
-            outcome.released += size
             if answer.outcome != "stopped":
                 outcome.error = outcome.error or SendGridError(answer.message, answer.status)
                 self.stop.set()
@@ -390,7 +384,7 @@ class Sender:
             if staging.exists():
                 shutil.rmtree(staging)
         state = self.journal.counts()
-        plan = self._plan(state, counts, 0, None, {}, 0)
+        plan = self._plan(state, counts, 0, None, 0)
         plan.to_send, plan.batches = to_send, files
         return plan, files
 
@@ -597,8 +591,8 @@ def send_test(
         raise SendError(f"invalid test address {to!r}: {exc}") from None
     rows = build.sample_rows(config, list_path, as_email)
     row = {**rows[min(max(sample, 0), len(rows) - 1)], "unsubscribe_url": unsubscribe.sample_link(config)}
-    list_file = list_path or config.root / "subscribers.csv"
-    rendered = render(load_issue(issue_path), config, subscribers.columns(list_file) if list_file.exists() else None)
+    columns = subscribers.columns_if_listed(list_path or config.subscribers_path)
+    rendered = render(load_issue(issue_path), config, columns)
     values = {
         **merge.substitutions(TEXT_CONTEXT, rendered.fields, row),
         **merge.substitutions(HTML_CONTEXT, rendered.fields, row),

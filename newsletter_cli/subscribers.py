@@ -226,6 +226,11 @@ def columns(path: Path) -> frozenset[str]:
             raise SubscriberError(f"unreadable header row: {exc}", path, 1) from None
 
 
+def columns_if_listed(path: Path) -> frozenset[str] | None:
+    """The list's columns, or None when there is no list (merge fields are then unchecked)."""
+    return columns(path) if path.exists() else None
+
+
 def _open(path: Path) -> TextIO:
     try:
         return path.open(newline="", encoding="utf-8-sig")
