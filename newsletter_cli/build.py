@@ -110,7 +110,7 @@ def preview_site(
     site["/email.html"] = site["/email/0.html"]
     site["/email.txt"] = site["/email/0.txt"]
     # every check but the one that reads each row of the list: a save must show in well under a second
-    findings, notes = lint.check(issue_path, config, list_path, read_list=False)
+    findings, notes = lint.findings(issue, rendered, config, list_path, read_list=False)
     page = PAGE.render(
         findings=findings,
         notes=notes,

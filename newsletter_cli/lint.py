@@ -62,18 +62,25 @@ def check(
     ``read_list=False`` skips the one rule that reads every row (merge-field-empty, a warning):
     `send` checks before every send and must stay fast on a million rows.
     """
-    file = str(issue_path)
     try:
         issue = load_issue(issue_path)
         rendered = render(issue, config, None)
     except (IssueError, RenderError) as exc:  # reported like any other finding
-        return [Finding(file, exc.line or 1, ERROR, exc.code or "unreadable", exc.detail)], []
+        return [Finding(str(issue_path), exc.line or 1, ERROR, exc.code or "unreadable", exc.detail)], []
+    return findings(issue, rendered, config, list_path, read_list)
+
+
+def findings(
+    issue: Issue, rendered: Rendered, config: Config, list_path: Path | None = None, read_list: bool = True
+) -> tuple[list[Finding], list[str]]:
+    """The check of an issue a caller has already rendered (send and preview have)."""
+    file = str(issue.path)
     path = list_path or config.subscribers_path
     columns = subscribers.columns_if_listed(path)
     notes = []
     if columns is None:
         notes.append(f"no subscriber list at {display_path(path)}: merge fields were not checked against it")
-    findings = [
+    found = [
         *_front_matter(issue, file),
         *_source(issue, file),
         *_css(issue.body, issue.body_line, file),
@@ -81,7 +88,7 @@ def check(
         *_rendered(rendered, config, file, issue.body, issue.body_line),
         *(_merge_fields(rendered, path, columns, file, read_list) if columns is not None else ()),
     ]
-    return sorted(set(findings), key=Finding.sort_key), notes
+    return sorted(set(found), key=Finding.sort_key), notes
 
 
 # --- front matter ----------------------------------------------------------------------------

@@ -144,10 +144,11 @@ class Sender:
             raise SendError("--concurrency must be at least 1")
         self.list_path = options.list_path or config.subscribers_path
         columns = subscribers.columns(self.list_path)
-        self.rendered: Rendered = render(load_issue(issue_path), config, columns)
+        issue = load_issue(issue_path)
+        self.rendered: Rendered = render(issue, config, columns)
         if len(self.rendered.html.encode()) + len(self.rendered.text.encode()) > MAX_CONTENT_BYTES:
             raise SendError("the email is over 10 MB; SendGrid takes at most 30 MB for a batch of recipients")
-        findings, _ = lint.check(issue_path, config, options.list_path, read_list=False)
+        findings, _ = lint.findings(issue, self.rendered, config, self.list_path, read_list=False)
         self.check_errors = [f for f in findings if f.level == lint.ERROR]
         if self.check_errors and not options.force:
             count = len(self.check_errors)
