@@ -94,23 +94,30 @@ def _fast_path_ok(match: re.Match[str]) -> bool:
     )
 
 
-def read_rows(path: Path) -> Iterator[tuple[int, dict[str, str]]]:
-    """Yield (line where the record starts, cells by column) for each non-blank record."""
+def _records(path: Path) -> Iterator[tuple[int, list[str], list[str]]]:
+    """(line where the record starts, the header's columns, the record's cells) for every record;
+    a CSV or encoding error is one line naming the file and line."""
     with _open(path) as handle:
         reader = csv.reader(handle)
         try:
             columns = _header(reader, path)
             start = reader.line_num + 1
             for record in reader:
-                if any(record):
-                    cells = {col: _clean(cell) for col, cell in zip(columns, record, strict=False) if col}
-                    if any(cells.values()):
-                        yield start, cells
+                yield start, columns, record
                 start = reader.line_num + 1
         except UnicodeDecodeError:
             raise SubscriberError("not UTF-8 text", path, reader.line_num + 1) from None
         except csv.Error as exc:
             raise SubscriberError(f"malformed CSV: {exc}", path, reader.line_num) from None
+
+
+def read_rows(path: Path) -> Iterator[tuple[int, dict[str, str]]]:
+    """Yield (line where the record starts, cells by column) for each non-blank record."""
+    for start, columns, record in _records(path):
+        if any(record):
+            cells = {col: _clean(cell) for col, cell in zip(columns, record, strict=False) if col}
+            if any(cells.values()):
+                yield start, cells
 
 
 def validated(path: Path) -> Iterator[Row]:
@@ -136,31 +143,29 @@ def addresses(path: Path, kept: Sequence[str]) -> Iterator[tuple[str, str, dict[
     """The send path's reader: for each record, (address, display name, the ``kept`` merge
     fields), or None when the address is invalid. The rules of ``validated``, without making a
     row and a dict of every cell for each of a million records."""
-    with _open(path) as handle:
-        reader = csv.reader(handle)
+    layout: tuple[int, list[int], list[tuple[str, int]], list[int | None]] | None = None
+    for _, columns, record in _records(path):
+        if layout is None:
+            layout = (
+                columns.index("email"),
+                [i for i, column in enumerate(columns) if column],
+                [(name, columns.index(name)) for name in kept if name in columns],
+                [columns.index(c) if c in columns else None for c in ("name", "first_name", "last_name")],
+            )
+        email_at, named_at, kept_at, name_at = layout
+        if len(record) < len(columns):
+            record += [""] * (len(columns) - len(record))
+        raw = record[email_at]
+        if not raw.strip() and not any(record[i].strip() for i in named_at):
+            continue  # a blank record, as read_rows sees it
         try:
-            columns = _header(reader, path)
-            email_at = columns.index("email")
-            kept_at = [(name, columns.index(name)) for name in kept if name in columns]
-            name_at = [columns.index(c) if c in columns else None for c in ("name", "first_name", "last_name")]
-            for record in reader:
-                if len(record) < len(columns):
-                    record += [""] * (len(columns) - len(record))
-                raw = record[email_at]
-                if not raw.strip() and not any(cell.strip() for cell in record):
-                    continue  # a blank record
-                try:
-                    email = normalize_address(raw)
-                except ValueError:
-                    yield None
-                    continue
-                name = display_name(*(_clean(record[i]) if i is not None else None for i in name_at))
-                values = {field: value for field, i in kept_at if (value := _clean(record[i]))}
-                yield email, name, values
-        except UnicodeDecodeError:
-            raise SubscriberError("not UTF-8 text", path, reader.line_num + 1) from None
-        except csv.Error as exc:
-            raise SubscriberError(f"malformed CSV: {exc}", path, reader.line_num) from None
+            email = normalize_address(raw)
+        except ValueError:
+            yield None
+            continue
+        name = display_name(*(_clean(record[i]) if i is not None else None for i in name_at))
+        values = {field: value for field, i in kept_at if (value := _clean(record[i]))}
+        yield email, name, values
 
 
 def scan(path: Path, suppressed: Callable[[Sequence[str]], set[str]] | None = None) -> Iterator[Row]:

@@ -3,7 +3,7 @@ import io
 
 import pytest
 from email_validator import validate_email
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from newsletter_cli.errors import SubscriberError
@@ -14,11 +14,13 @@ from newsletter_cli.subscribers import (
     SUPPRESSED,
     VALID,
     Row,
+    addresses,
     columns,
     normalize_address,
     normalize_column,
     sample_row,
     scan,
+    validated,
 )
 
 from .conftest import REPO
@@ -165,3 +167,20 @@ def test_every_valid_row_comes_out_once(tmp_path, pairs):
     valid = [row.key for row in rows if row.status == VALID]
     expected = list(dict.fromkeys(f"{lp}@{host}".lower() for lp, host in pairs))
     assert valid == expected
+
+
+@settings(max_examples=200, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(st.lists(st.sampled_from([*'ab@.,"\n x', "example.com", "Ann"]), max_size=80).map("".join))
+@example(",,x\n")  # a record with data only in an unnamed column: blank to both
+def test_the_send_paths_lean_reader_agrees_with_the_full_one(tmp_path, text):
+    path = write(tmp_path, "email,first_name,\n" + text)
+    try:
+        full = [(r.email, r.name, r.status) for r in validated(path)]
+    except SubscriberError:
+        with pytest.raises(SubscriberError):
+            list(addresses(path, ["first_name"]))
+        return
+    lean = list(addresses(path, ["first_name"]))
+    assert [(a[0], a[1], VALID) if a else INVALID for a in lean] == [
+        (email, name, status) if status == VALID else INVALID for email, name, status in full
+    ]
