@@ -1,3 +1,5 @@
+import base64
+import hmac
 import threading
 import urllib.error
 import urllib.request
@@ -33,6 +35,14 @@ def test_a_token_names_its_address_and_nothing_else_verifies():
     assert read_token(SECRET, "other@list.example", token) is None
     for broken in ("", ".", "abc", token + "x", token.split(".")[0], "." + token.split(".")[1]):
         assert read_token(SECRET, LIST, broken) is None
+
+
+@given(st.binary(min_size=16, max_size=200), st.text(max_size=40), st.emails())
+def test_a_token_is_the_address_and_its_standard_hmac_sha256(secret, list_id, email):
+    address = email.strip().lower()
+    mac = hmac.digest(secret, f"{list_id}\n{address}".encode(), "sha256")
+    expected = ".".join(base64.urlsafe_b64encode(part).rstrip(b"=").decode() for part in (address.encode(), mac))
+    assert make_token(secret, list_id, email) == expected
 
 
 @given(st.emails(), st.data())
