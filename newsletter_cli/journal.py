@@ -44,9 +44,10 @@ class Batch:
 
 def record(email: str, name: str, fields: dict[str, str]) -> str:
     """What the journal keeps of a recipient: the address, the name and the issue's merge fields."""
-    parts = [email, name, *(f"{key}{PAIR}{value}" for key, value in fields.items())]
-    text = UNIT.join(parts)
-    if text.count(PAIR) != len(fields) or text.count(UNIT) != len(parts) - 1:  # a separator in a cell
+    text = email + UNIT + name
+    for key, value in fields.items():
+        text += UNIT + key + PAIR + value
+    if text.count(PAIR) != len(fields) or text.count(UNIT) != len(fields) + 1:  # a separator in a cell
         clean = [part.translate(_SEPARATORS) for part in (email, name)]
         pairs = [f"{key.translate(_SEPARATORS)}{PAIR}{value.translate(_SEPARATORS)}" for key, value in fields.items()]
         text = UNIT.join([*clean, *pairs])
