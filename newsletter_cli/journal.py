@@ -6,6 +6,9 @@ SendGrid's answer turns that one row ``sent`` or ``failed``, committed right aft
 state is its batch's state, so recording an answer writes one row, not a thousand. A batch still
 ``in_flight`` when a new run starts was perhaps accepted before a crash: it becomes
 ``uncertain`` and is not sent again unless asked.
+
+Queries over a range of ``seq`` say ``+slug`` so that SQLite walks the range instead of the
+address index, which it otherwise picks (and which covers every row of the issue).
 """
 
 from __future__ import annotations
@@ -35,11 +38,13 @@ class Recipient:
 
 @dataclass(frozen=True)
 class Batch:
-    """A batch as taken from the journal: its recipients still encoded, for whichever process
-    builds the request to decode (``decode``)."""
+    """A batch as taken from the journal: which rows it holds, not the rows themselves; the
+    process that builds the request reads them (``Journal.records``)."""
 
     id: int
-    records: list[str]
+    first_seq: int
+    last_seq: int
+    size: int
 
 
 def record(email: str, name: str, fields: dict[str, str]) -> str:
@@ -73,6 +78,7 @@ class Journal:
         self.db = store.db
         self.store = store
         self.slug = slug
+        self._seen_version: int | None = None  # PRAGMA data_version when suppressions were last applied
 
     # --- a run -------------------------------------------------------------------------------
 
@@ -105,7 +111,7 @@ class Journal:
                     " data = CASE WHEN batch IS NULL THEN excluded.data ELSE data END WHERE run < excluded.run",
                     params,
                 )
-            new = db.execute("SELECT count(*) FROM recipients WHERE seq > ? AND slug = ?", (start, self.slug))
+            new = db.execute("SELECT count(*) FROM recipients WHERE seq > ? AND +slug = ?", (start, self.slug))
             new_count = new.fetchone()[0]
             listed = db.execute("SELECT count(*) FROM recipients WHERE slug = ? AND run = ?", (self.slug, run))
             listed_count = listed.fetchone()[0]
@@ -115,6 +121,7 @@ class Journal:
         """Drop pending rows the list no longer has, or that are suppressed; returns how many of
         the list's addresses were dropped as suppressed."""
         with self.store.transaction() as db:
+            self._seen_version = self._data_version()
             suppressed = db.execute(
                 "DELETE FROM recipients WHERE slug = ? AND batch IS NULL AND run = ?"
                 " AND email IN (SELECT email FROM suppressions)",
@@ -143,7 +150,7 @@ class Journal:
                 "SELECT id, first_seq, last_seq FROM batches WHERE slug = ? AND status = ?", (self.slug, status)
             ).fetchall():
                 count += db.execute(
-                    "UPDATE recipients SET batch = NULL WHERE seq BETWEEN ? AND ? AND slug = ? AND batch = ?",
+                    "UPDATE recipients SET batch = NULL WHERE seq BETWEEN ? AND ? AND +slug = ? AND batch = ?",
                     (first, last, self.slug, batch_id),
                 ).rowcount
                 db.execute("UPDATE batches SET status = ? WHERE slug = ? AND id = ?", (REQUEUED, self.slug, batch_id))
@@ -154,24 +161,19 @@ class Journal:
     def next_batch(self, size: int) -> Batch | None:
         """Take up to ``size`` pending recipients in list order into a new in-flight batch (committed)."""
         with self.store.transaction() as db:
-            while True:
-                rows = db.execute(
-                    "SELECT seq, data, email FROM recipients WHERE slug = ? AND batch IS NULL ORDER BY seq LIMIT ?",
-                    (self.slug, size),
-                ).fetchall()
-                # an unsubscribe that arrived since planning: drop those rows, take others instead
-                blocked = self.store.suppressed_among([email for _, _, email in rows])
-                if not blocked:
-                    break
-                db.executemany(
-                    "DELETE FROM recipients WHERE slug = ? AND email = ?", [(self.slug, email) for email in blocked]
-                )
-            if not rows:
+            if self._seen_version is None or self._data_version() != self._seen_version:
+                # another connection wrote since settle (an unsubscribe, perhaps): check every batch from now on
+                self._seen_version = None
+                self._drop_suppressed(size)
+            seqs = db.execute(
+                "SELECT seq FROM recipients WHERE slug = ? AND batch IS NULL ORDER BY seq LIMIT ?", (self.slug, size)
+            ).fetchall()
+            if not seqs:
                 return None
             batch_id = db.execute(
                 "SELECT coalesce(max(id), 0) + 1 FROM batches WHERE slug = ?", (self.slug,)
             ).fetchone()[0]
-            first, last = rows[0][0], rows[-1][0]
+            first, last = seqs[0][0], seqs[-1][0]
             db.execute(
                 "UPDATE recipients SET batch = ? WHERE seq BETWEEN ? AND ? AND slug = ? AND batch IS NULL",
                 (batch_id, first, last, self.slug),
@@ -179,9 +181,35 @@ class Journal:
             db.execute(
                 "INSERT INTO batches (slug, id, status, size, first_seq, last_seq, started_at)"
                 " VALUES (?, ?, ?, ?, ?, ?, ?)",
-                (self.slug, batch_id, IN_FLIGHT, len(rows), first, last, now()),
+                (self.slug, batch_id, IN_FLIGHT, len(seqs), first, last, now()),
             )
-        return Batch(batch_id, [data for _, data, _ in rows])
+        return Batch(batch_id, first, last, len(seqs))
+
+    def records(self, batch: Batch) -> list[str]:
+        """A batch's recipients as ``record`` wrote them, in list order."""
+        rows = self.db.execute(
+            "SELECT data FROM recipients WHERE seq BETWEEN ? AND ? AND +slug = ? AND batch = ? ORDER BY seq",
+            (batch.first_seq, batch.last_seq, self.slug, batch.id),
+        )
+        return [data for (data,) in rows]
+
+    def _data_version(self) -> int:
+        """Changes whenever another connection commits: nothing new can be suppressed until one does."""
+        return self.db.execute("PRAGMA data_version").fetchone()[0]
+
+    def _drop_suppressed(self, size: int) -> None:
+        """Drop suppressed addresses from the next ``size`` pending rows, looking further until
+        ``size`` rows remain or none are left."""
+        while True:
+            rows = self.db.execute(
+                "SELECT r.seq, s.email IS NOT NULL FROM recipients r LEFT JOIN suppressions s ON s.email = r.email"
+                " WHERE r.slug = ? AND r.batch IS NULL ORDER BY r.seq LIMIT ?",
+                (self.slug, size),
+            ).fetchall()
+            blocked = [(seq,) for seq, suppressed in rows if suppressed]
+            if not blocked:
+                return
+            self.db.executemany("DELETE FROM recipients WHERE seq = ?", blocked)
 
     def finish(self, batch_id: int, status: str, message_id: str | None = None, error: str | None = None) -> None:
         """Record SendGrid's answer for a batch, sent or failed: one row, committed at once."""
@@ -200,7 +228,7 @@ class Journal:
                 "SELECT first_seq, last_seq FROM batches WHERE slug = ? AND id = ?", (self.slug, batch_id)
             ).fetchone()
             db.execute(
-                "UPDATE recipients SET batch = NULL WHERE seq BETWEEN ? AND ? AND slug = ? AND batch = ?",
+                "UPDATE recipients SET batch = NULL WHERE seq BETWEEN ? AND ? AND +slug = ? AND batch = ?",
                 (first, last, self.slug, batch_id),
             )
             db.execute("DELETE FROM batches WHERE slug = ? AND id = ?", (self.slug, batch_id))

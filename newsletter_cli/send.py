@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import datetime as dt
 import fcntl
+import gc
 import html
 import json
 import multiprocessing
@@ -295,8 +296,8 @@ class Sender:
                     if batch is None:
                         budget = 0
                         break
-                    budget -= len(batch.records)
-                    inflight[batch.id] = len(batch.records)
+                    budget -= batch.size
+                    inflight[batch.id] = batch.size
                     workers.tasks.put(batch)
                 if not inflight:
                     break
@@ -474,14 +475,18 @@ def _work(sender: Sender, tasks: Any, results: Any, stop: Any, threads: int, par
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle
     if lock_fd is not None:
         os.close(lock_fd)  # the send lock belongs to the parent alone
+    gc.freeze()  # what the fork inherited stays as it is: the collector need not walk it again
     api = SendGrid(sender.environ.get(KEY_ENV, ""), sender.config.sendgrid_host, stop=stop)
     envelope = sender.envelope()
+    local = threading.local()
 
     def post(batch: Batch) -> None:
         if os.getppid() != parent:  # the parent was killed: its journal already calls this batch uncertain
             return
         try:
-            payload = sender.payload(envelope, batch.records)
+            if not hasattr(local, "journal"):
+                local.journal = Journal(Store(sender.store.path, readonly=True), sender.slug)
+            payload = sender.payload(envelope, local.journal.records(batch))
             results.put(_Answer(batch.id, "sent", message=api.send_mail(payload)))
         except Stopped:
             results.put(_Answer(batch.id, "stopped"))

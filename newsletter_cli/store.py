@@ -85,9 +85,14 @@ def now() -> str:
 class Store:
     """A connection to the newsletter folder's state database; use as a context manager."""
 
-    def __init__(self, path: Path):
+    def __init__(self, path: Path, readonly: bool = False):
+        """``readonly``: a reader of a database another connection keeps open (a send's workers)."""
         self.path = path
         try:
+            if readonly:
+                self.db = sqlite3.connect(f"{path.as_uri()}?mode=ro", uri=True, timeout=10, isolation_level=None)
+                self.db.execute("PRAGMA busy_timeout=10000")
+                return
             path.parent.mkdir(parents=True, exist_ok=True)
             self.db = sqlite3.connect(path, timeout=10, isolation_level=None, check_same_thread=False)
             self.db.execute("PRAGMA journal_mode=WAL")

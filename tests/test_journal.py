@@ -1,4 +1,15 @@
-from newsletter_cli.journal import Recipient, decode, record
+from newsletter_cli.journal import (
+    FAILED,
+    IN_FLIGHT,
+    PENDING,
+    SENT,
+    UNCERTAIN,
+    Journal,
+    Recipient,
+    decode,
+    record,
+)
+from newsletter_cli.store import Store, Suppression
 
 
 def test_journal_records_round_trip_even_with_separators_in_cells():
@@ -8,3 +19,53 @@ def test_journal_records_round_trip_even_with_separators_in_cells():
     odd = record("a@example.com", "A\x1fB", {"note": "x\x1ey\x1fz"})
     assert decode(odd) == Recipient("a@example.com", "A B", {"note": "x y z"})
     assert decode(record("a@example.com", "", {})) == Recipient("a@example.com", "", {})
+
+
+def journal_with(tmp_path, addresses: list[str]) -> tuple[Store, Journal, int]:
+    store = Store(tmp_path / "db")
+    journal = Journal(store, "issue")
+    run = journal.start_run("Subject")
+    journal.add([[(a, record(a, "", {})) for a in addresses]], run)
+    journal.settle(run)
+    return store, journal, run
+
+
+def emails(journal: Journal, batch) -> list[str]:
+    return [decode(r).email for r in journal.records(batch)]
+
+
+def test_batches_take_pending_recipients_in_list_order_and_a_reader_sees_their_records(tmp_path):
+    store, journal, _ = journal_with(tmp_path, [f"u{i}@example.com" for i in range(5)])
+    first, second = journal.next_batch(3), journal.next_batch(3)
+    assert journal.next_batch(3) is None
+    reader = Journal(Store(store.path, readonly=True), "issue")
+    assert emails(reader, first) == ["u0@example.com", "u1@example.com", "u2@example.com"]
+    assert (second.size, emails(reader, second)) == (2, ["u3@example.com", "u4@example.com"])
+    assert journal.counts() == {SENT: 0, PENDING: 0, FAILED: 0, UNCERTAIN: 0, IN_FLIGHT: 5}
+    journal.finish(first.id, SENT, message_id="m1")
+    journal.release(second.id)
+    assert journal.counts() == {SENT: 3, PENDING: 2, FAILED: 0, UNCERTAIN: 0, IN_FLIGHT: 0}
+
+
+def test_an_unsubscribe_written_during_a_send_is_honoured_by_the_next_batch(tmp_path):
+    store, journal, _ = journal_with(tmp_path, [f"u{i}@example.com" for i in range(6)])
+    first = journal.next_batch(2)
+    with Store(store.path) as endpoint:  # another connection, as the unsubscribe endpoint is
+        endpoint.suppress([Suppression("U3@example.com", "unsubscribed", "endpoint")])
+    second = journal.next_batch(2)
+    assert emails(journal, first) == ["u0@example.com", "u1@example.com"]
+    assert emails(journal, second) == ["u2@example.com", "u4@example.com"]
+    with Store(store.path) as endpoint:
+        endpoint.suppress([Suppression("u5@example.com", "unsubscribed", "endpoint")])
+    assert journal.next_batch(2) is None
+    assert journal.counts()[PENDING] == 0
+
+
+def test_a_suppression_already_known_when_planning_is_settled_before_any_batch(tmp_path):
+    store = Store(tmp_path / "db")
+    store.suppress([Suppression("u1@example.com", "bounced", "cli")])
+    journal = Journal(store, "issue")
+    run = journal.start_run("Subject")
+    journal.add([[(a, record(a, "", {})) for a in ("u0@example.com", "u1@example.com")]], run)
+    assert journal.settle(run) == 1
+    assert emails(journal, journal.next_batch(5)) == ["u0@example.com"]
