@@ -26,6 +26,7 @@ STATUSES = (SENT, PENDING, FAILED, UNCERTAIN, IN_FLIGHT)
 # record separators, which a cell never needs: they are turned into spaces). Four times
 # cheaper than JSON to write and read, a million times per send.
 UNIT, PAIR = "\x1f", "\x1e"
+ADD_STEP = 50_000  # rows per transaction while writing a list into the journal
 _SEPARATORS = str.maketrans({UNIT: " ", PAIR: " "})
 
 
@@ -99,23 +100,35 @@ class Journal:
         The journal de-duplicates: an address already written by this run is a duplicate in the
         list (the first row wins); one written by an earlier run is marked as still listed and,
         if still pending, takes its current data. Returns (new addresses, addresses listed).
+        Rows are committed ``ADD_STEP`` at a time, which keeps the write-ahead log small; rows
+        of a run cut short are pending and unbatched, so the next run's ``settle`` (or
+        ``discard``) removes those the list no longer has.
         """
-        start = seq = self.db.execute("SELECT coalesce(max(seq), 0) FROM recipients").fetchone()[0]
-        with self.store.transaction() as db:
-            for records in chunks_of_records:
-                params = [(seq + n, self.slug, key, run, data) for n, (key, data) in enumerate(records, start=1)]
-                seq += len(records)
-                db.executemany(
-                    "INSERT INTO recipients (seq, slug, email, run, data) VALUES (?, ?, ?, ?, ?)"
-                    " ON CONFLICT (slug, email) DO UPDATE SET run = excluded.run,"
-                    " data = CASE WHEN batch IS NULL THEN excluded.data ELSE data END WHERE run < excluded.run",
-                    params,
-                )
-            new = db.execute("SELECT count(*) FROM recipients WHERE seq > ? AND +slug = ?", (start, self.slug))
-            new_count = new.fetchone()[0]
-            listed = db.execute("SELECT count(*) FROM recipients WHERE slug = ? AND run = ?", (self.slug, run))
-            listed_count = listed.fetchone()[0]
-        return new_count, listed_count
+        chunks = iter(chunks_of_records)
+        start: int | None = None
+        more = True
+        while more:
+            more = False
+            with self.store.transaction() as db:
+                seq = db.execute("SELECT coalesce(max(seq), 0) FROM recipients").fetchone()[0]
+                start = seq if start is None else start
+                written = 0
+                for records in chunks:
+                    params = [(seq + n, self.slug, key, run, data) for n, (key, data) in enumerate(records, start=1)]
+                    seq += len(records)
+                    db.executemany(
+                        "INSERT INTO recipients (seq, slug, email, run, data) VALUES (?, ?, ?, ?, ?)"
+                        " ON CONFLICT (slug, email) DO UPDATE SET run = excluded.run,"
+                        " data = CASE WHEN batch IS NULL THEN excluded.data ELSE data END WHERE run < excluded.run",
+                        params,
+                    )
+                    written += len(records)
+                    if written >= ADD_STEP:
+                        more = True
+                        break
+        new = self.db.execute("SELECT count(*) FROM recipients WHERE seq > ? AND +slug = ?", (start, self.slug))
+        listed = self.db.execute("SELECT count(*) FROM recipients WHERE slug = ? AND run = ?", (self.slug, run))
+        return new.fetchone()[0], listed.fetchone()[0]
 
     def settle(self, run: int) -> int:
         """Drop pending rows the list no longer has, or that are suppressed; returns how many of

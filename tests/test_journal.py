@@ -1,3 +1,4 @@
+from newsletter_cli import journal as journal_module
 from newsletter_cli.journal import (
     FAILED,
     IN_FLIGHT,
@@ -69,3 +70,17 @@ def test_a_suppression_already_known_when_planning_is_settled_before_any_batch(t
     journal.add([[(a, record(a, "", {})) for a in ("u0@example.com", "u1@example.com")]], run)
     assert journal.settle(run) == 1
     assert emails(journal, journal.next_batch(5)) == ["u0@example.com"]
+
+
+def test_a_list_written_in_several_steps_is_deduplicated_across_them(tmp_path, monkeypatch):
+    monkeypatch.setattr(journal_module, "ADD_STEP", 2)
+    store = Store(tmp_path / "db")
+    journal = Journal(store, "issue")
+    chunks = [[(a, record(a, "", {})) for a in pair] for pair in (["a@x.org", "b@x.org"], ["a@x.org", "c@x.org"])]
+    assert journal.add(chunks, journal.start_run("Subject")) == (3, 3)
+    journal.finish(journal.next_batch(1).id, SENT)
+    more = [[(a, record(a, "", {})) for a in ("b@x.org", "d@x.org", "a@x.org")]]
+    run = journal.start_run("Subject")
+    assert journal.add(more, run) == (1, 3)  # d is new; a was sent; c has left the list
+    journal.settle(run)
+    assert [decode(r).email for r in journal.records(journal.next_batch(5))] == ["b@x.org", "d@x.org"]
