@@ -475,7 +475,7 @@ def _work(sender: Sender, tasks: Any, results: Any, stop: Any, threads: int, par
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle
     if lock_fd is not None:
         os.close(lock_fd)  # the send lock belongs to the parent alone
-    gc.freeze()  # what the fork inherited stays as it is: the collector need not walk it again
+    gc.freeze()  # the collector need not walk what the fork inherited, which never becomes garbage here
     api = SendGrid(sender.environ.get(KEY_ENV, ""), sender.config.sendgrid_host, stop=stop)
     envelope = sender.envelope()
     local = threading.local()
@@ -548,6 +548,7 @@ class _ListReader:
 
 def _read_list(path: Path, kept: list[str], out: Any) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    gc.freeze()  # as in the workers
     valid = invalid = 0
     records: list[tuple[str, str]] = []
     try:

@@ -90,7 +90,9 @@ class Store:
         self.path = path
         try:
             if readonly:
-                self.db = sqlite3.connect(f"{path.as_uri()}?mode=ro", uri=True, timeout=10, isolation_level=None)
+                self.db = sqlite3.connect(
+                    f"{path.resolve().as_uri()}?mode=ro", uri=True, timeout=10, isolation_level=None
+                )
                 self.db.execute("PRAGMA busy_timeout=10000")
                 return
             path.parent.mkdir(parents=True, exist_ok=True)
