@@ -479,10 +479,17 @@ def _work(sender: Sender, tasks: Any, results: Any, stop: Any, threads: int, par
     api = SendGrid(sender.environ.get(KEY_ENV, ""), sender.config.sendgrid_host, stop=stop)
     envelope = sender.envelope()
     local = threading.local()
+    idle = threading.Semaphore(threads)  # take a batch only when a thread is free to post it at once
 
     def post(batch: Batch) -> None:
-        if os.getppid() != parent:  # the parent was killed: its journal already calls this batch uncertain
-            return
+        try:
+            if os.getppid() != parent:  # the parent was killed: its journal already calls this batch uncertain
+                return
+            _post(batch)
+        finally:
+            idle.release()
+
+    def _post(batch: Batch) -> None:
         try:
             if not hasattr(local, "journal"):
                 local.journal = Journal(Store(sender.store.path, readonly=True), sender.slug)
@@ -497,15 +504,28 @@ def _work(sender: Sender, tasks: Any, results: Any, stop: Any, threads: int, par
 
     with ThreadPoolExecutor(threads, thread_name_prefix="sendgrid") as pool:
         while True:
-            try:
-                batch = tasks.get(timeout=0.5)
-            except queue.Empty:
+            batch = _take(tasks, idle)
+            if batch is None:
+                break
+            if batch is _NOTHING:
                 if os.getppid() != parent:  # the parent was killed: finish what is in flight, then go
                     break
                 continue
-            if batch is None:
-                break
             pool.submit(post, batch)
+
+
+_NOTHING = object()
+
+
+def _take(tasks: Any, idle: threading.Semaphore) -> Any:
+    """The next batch once a thread is idle (holding it for the batch), or _NOTHING after a wait."""
+    if not idle.acquire(timeout=0.5):
+        return _NOTHING
+    try:
+        return tasks.get(timeout=0.5)
+    except queue.Empty:
+        idle.release()
+        return _NOTHING
 
 
 class _ListReader:
