@@ -1,4 +1,7 @@
-"""The `newsletter` command: parse options, call the core, print what happened. Nothing else."""
+"""The `newsletter` command: parse options, call the core, print what happened. Nothing else.
+
+lint and build (lxml, markdown-it, mjml, premailer) are imported inside the commands that use
+them, so that the other commands, and `newsletter send`'s parent process, start fast."""
 
 from __future__ import annotations
 
@@ -14,8 +17,7 @@ from typing import Any
 
 import click
 
-from newsletter_cli import __version__, lint, preview, scaffold, suppressions, unsubscribe
-from newsletter_cli import build as build_core
+from newsletter_cli import __version__, preview, scaffold, suppressions, unsubscribe
 from newsletter_cli.config import Config, load_config
 from newsletter_cli.errors import display_path
 from newsletter_cli.issue import new_issue
@@ -93,6 +95,8 @@ def build(
         newsletter build issues/2022-12-baby-botox.md
         newsletter build issues/2022-12-baby-botox.md --as ana@example.com --open
     """
+    from newsletter_cli import build as build_core
+
     result = build_core.build(issue, _config(config_path), out_dir=out_dir, list_path=list_path, as_email=as_email)
     click.echo(
         f"Wrote {display_path(result.html_path)} ({result.html_bytes / 1024:.1f} KB) "
@@ -521,6 +525,8 @@ def preview_command(
         newsletter preview issues/2022-12-baby-botox.md
         newsletter preview issues/2022-12-baby-botox.md --send-test you@example.com
     """
+    from newsletter_cli import build as build_core
+
     config = _config(config_path)
     if send_test_to:
         address = send_test(config, issue, send_test_to, list_path, as_email)
@@ -569,6 +575,8 @@ def check(issue: Path, list_path: Path | None, as_json: bool, spam: bool, config
         newsletter check issues/2022-12-baby-botox.md --json
         newsletter check issues/2022-12-baby-botox.md --spam
     """
+    from newsletter_cli import lint
+
     config = _config(config_path)
     findings, notes = lint.check(issue, config, list_path)
     if spam:

@@ -3,6 +3,10 @@
 Markdown -> Jinja2 MJML template -> mjml-python -> premailer. Nothing here touches the network:
 premailer is told not to, and any stylesheet import (a web font) is hidden from cssutils, which
 would otherwise fetch it while parsing.
+
+markup (lxml, markdown-it), mjml and premailer are imported where they are used: importing this
+module stays cheap for `newsletter send`, which renders in a child process while it reads the
+list, and for the worker processes it forks afterwards.
 """
 
 from __future__ import annotations
@@ -17,10 +21,8 @@ from urllib.parse import urlsplit
 
 import jinja2
 from markupsafe import Markup
-from mjml import mjml2html
-from premailer import Premailer
 
-from newsletter_cli import markup, merge
+from newsletter_cli import merge
 from newsletter_cli.config import Config
 from newsletter_cli.errors import RenderError
 from newsletter_cli.issue import Issue
@@ -88,14 +90,9 @@ def template_environment(config: Config) -> jinja2.Environment:
 
 def render(issue: Issue, config: Config, columns: frozenset[str] | None = None) -> Rendered:
     """Render an issue; with ``columns`` (the list's header), an unknown merge field is an error."""
-    path = issue.path
-    subject, subject_fields = merge.render_fields(issue.subject, path, issue.key_lines.get("subject", 2))
-    preheader, preheader_fields = merge.render_fields(issue.preheader or "", path, issue.key_lines.get("preheader", 2))
-    body, body_fields = merge.render_fields(issue.body, path, issue.body_line)
-    fields = tuple(dict.fromkeys([*subject_fields, *preheader_fields, *body_fields]))
-    if columns is not None:
-        _check_columns(fields, columns, path)
+    from newsletter_cli import markup
 
+    (subject, preheader, body), fields = _merge_parts(issue, columns)
     document = markup.convert(body, config.website)
     env = template_environment(config)
     context = {
@@ -144,6 +141,24 @@ def render(issue: Issue, config: Config, columns: frozenset[str] | None = None) 
     )
 
 
+def issue_fields(issue: Issue, columns: frozenset[str] | None = None) -> tuple[MergeField, ...]:
+    """The merge fields the issue itself uses, found (and checked against ``columns``) without
+    rendering the email."""
+    return _merge_parts(issue, columns)[1]
+
+
+def _merge_parts(issue: Issue, columns: frozenset[str] | None) -> tuple[tuple[str, str, str], tuple[MergeField, ...]]:
+    """Subject, preheader and body with their merge fields turned into tokens, and those fields."""
+    path = issue.path
+    subject, subject_fields = merge.render_fields(issue.subject, path, issue.key_lines.get("subject", 2))
+    preheader, preheader_fields = merge.render_fields(issue.preheader or "", path, issue.key_lines.get("preheader", 2))
+    body, body_fields = merge.render_fields(issue.body, path, issue.body_line)
+    fields = tuple(dict.fromkeys([*subject_fields, *preheader_fields, *body_fields]))
+    if columns is not None:
+        _check_columns(fields, columns, path)
+    return (subject, preheader, body), fields
+
+
 def _check_columns(fields: tuple[MergeField, ...], columns: frozenset[str], path: Path) -> None:
     for field in fields:
         if field.default is None and field.name not in columns:
@@ -186,6 +201,8 @@ def _text_template_name(env: jinja2.Environment, html_name: str) -> str:
 
 
 def _mjml_to_html(mjml: str, template_name: str) -> str:
+    from mjml import mjml2html
+
     try:
         return mjml2html(mjml, fonts={})
     except ValueError as exc:
@@ -194,6 +211,8 @@ def _mjml_to_html(mjml: str, template_name: str) -> str:
 
 def _inline_css(html: str) -> str:
     """Inline the CSS, keeping @media rules, !important and MSO comments in <style> blocks."""
+    from premailer import Premailer
+
     html = re.sub(
         r"<style([^>]*)>(\s*@import[^<]*)</style>",
         lambda m: f'<style{m.group(1)} data-premailer="ignore">{m.group(2)}</style>',

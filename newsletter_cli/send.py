@@ -23,12 +23,12 @@ import signal
 import tempfile
 import threading
 from collections.abc import Callable, Iterable, Iterator, Mapping
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from newsletter_cli import build, lint, merge, subscribers, suppressions, unsubscribe
+from newsletter_cli import merge, subscribers, suppressions, unsubscribe
 from newsletter_cli.config import Config
 from newsletter_cli.errors import NewsletterError, SubscriberError
 from newsletter_cli.issue import load_issue
@@ -47,8 +47,7 @@ from newsletter_cli.journal import (
 )
 from newsletter_cli.journal import record as journal_record
 from newsletter_cli.merge import HTML_CONTEXT, TEXT_CONTEXT
-from newsletter_cli.mime import build_message, to_bytes
-from newsletter_cli.render import Rendered, render
+from newsletter_cli.render import Rendered, issue_fields, render
 from newsletter_cli.sendgrid_api import KEY_ENV, SendGrid, SendGridError, Stopped
 from newsletter_cli.store import Store
 
@@ -156,25 +155,15 @@ class Sender:
         if options.concurrency < 1:
             raise SendError("--concurrency must be at least 1")
         self.list_path = options.list_path or config.subscribers_path
-        columns = subscribers.columns(self.list_path)
-        issue = load_issue(issue_path)
-        self.rendered: Rendered = render(issue, config, columns)
-        if len(self.rendered.html.encode()) + len(self.rendered.text.encode()) > MAX_CONTENT_BYTES:
-            raise SendError("the email is over 10 MB; SendGrid takes at most 30 MB for a batch of recipients")
-        findings, _ = lint.findings(issue, self.rendered, config, self.list_path, read_list=False)
-        self.check_errors = [f for f in findings if f.level == lint.ERROR]
-        if self.check_errors and not options.force:
-            count = len(self.check_errors)
-            raise SendError(
-                f"{count} error{'s' * (count != 1)} found by 'newsletter check {issue_path}' "
-                f"(first: {self.check_errors[0]}); fix them, or pass --force to send anyway"
-            )
+        self.issue_path = issue_path
+        self.columns = subscribers.columns(self.list_path)
+        self.issue = load_issue(issue_path)
+        self.kept = sorted({f.name for f in issue_fields(self.issue, self.columns)})
         self.secret = unsubscribe.load_secret(self.environ) if config.unsubscribe_mode == "endpoint" else b""
-        self.slug = self.rendered.slug
-        self._tokens = [
-            (f.name, f.default or "", "" if f.safe else f.token(HTML_CONTEXT), f.token(TEXT_CONTEXT))
-            for f in self.rendered.fields
-        ]
+        self.slug = self.issue.slug
+        self.rendered: Rendered | None = None  # set by prepare() or dry_run()
+        self.check_errors: list[str] = []
+        self._tokens: list[tuple[str, str, str, str]] = []
         self._own_endpoint = config.unsubscribe_mode == "endpoint"
         self._link = unsubscribe.linker(config, self.secret)
         self.stop = threading.Event()
@@ -207,23 +196,79 @@ class Sender:
             raise SendError(f"another 'newsletter send' of {self.slug} is running") from None
         self._lock = handle
 
+    # --- rendering ---------------------------------------------------------------------------
+
+    def _render(self) -> tuple[Rendered, list[str]]:
+        """The email, and the errors `newsletter check` finds in it. Runs in a child process
+        during prepare(): importing and running mjml and premailer takes about half a second."""
+        from newsletter_cli import lint
+
+        rendered = render(self.issue, self.config, self.columns)
+        if len(rendered.html.encode()) + len(rendered.text.encode()) > MAX_CONTENT_BYTES:
+            raise SendError("the email is over 10 MB; SendGrid takes at most 30 MB for a batch of recipients")
+        findings, _ = lint.findings(self.issue, rendered, self.config, self.list_path, read_list=False)
+        return rendered, [str(f) for f in findings if f.level == lint.ERROR]
+
+    def _sync(self) -> dict[str, int] | None:
+        """SendGrid's suppressions into the store, on a connection of its own (it runs in a thread)."""
+        if not self.options.sync:
+            return None
+        assert self.api is not None
+        with Store.for_folder(self.config.state_dir) as store:
+            return suppressions.sync(store, self.api, self.config.unsubscribe_group_id)
+
+    def _accept(self, rendered: Rendered, check_errors: list[str]) -> None:
+        """Refuse an email with check errors unless --force; else get ready to personalize it."""
+        if check_errors and not self.options.force:
+            count = len(check_errors)
+            raise SendError(
+                f"{count} error{'s' * (count != 1)} found by 'newsletter check {self.issue_path}' "
+                f"(first: {check_errors[0]}); fix them, or pass --force to send anyway"
+            )
+        self.rendered, self.check_errors = rendered, check_errors
+        self._tokens = [
+            (f.name, f.default or "", "" if f.safe else f.token(HTML_CONTEXT), f.token(TEXT_CONTEXT))
+            for f in rendered.fields
+        ]
+
     # --- planning ----------------------------------------------------------------------------
 
     def prepare(self) -> Plan:
         """Sync, read the list, and write every recipient still to be sent as pending."""
         self.api = self._connect()
         self._take_lock()
-        learned = None
-        if self.options.sync:
-            learned = suppressions.sync(self.store, self.api, self.config.unsubscribe_group_id)
-        run = self.journal.start_run(self.rendered.subject)
-        if self.options.retry_failed:
-            self.journal.requeue(FAILED)
-        if self.options.resend_uncertain:
-            self.journal.requeue(UNCERTAIN)
+        with _Child(self._render, self._lock) as rendering, ThreadPoolExecutor(1) as background:
+            run = self.journal.start_run(self.issue.subject)
+            if self.options.retry_failed:
+                self.journal.requeue(FAILED)
+            if self.options.resend_uncertain:
+                self.journal.requeue(UNCERTAIN)
+            reader = _ListReader(self.list_path, self.kept)
+            syncing: list[Future[dict[str, int] | None]] = []
+
+            def rendered_then_sync() -> None:
+                """Once the email has passed the check, sync with SendGrid while the list is read."""
+                if not syncing:
+                    self._accept(*rendering.result())
+                    syncing.append(background.submit(self._sync))
+
+            def chunks() -> Iterator[list[tuple[str, str]]]:
+                for chunk in reader:
+                    if rendering.ready():
+                        rendered_then_sync()
+                    if syncing and syncing[0].done() and syncing[0].exception():
+                        syncing[0].result()  # a refused key: stop reading now
+                    yield chunk
+
+            try:
+                new, listed = self.journal.add(chunks(), run)
+                rendered_then_sync()
+                learned = syncing[0].result()
+            except BaseException:
+                self.stop.set()  # cuts short any retry wait of the sync
+                self.journal.discard(run)
+                raise
         counts = subscribers.Counts()
-        reader = _ListReader(self.list_path, self._columns())
-        new, listed = self.journal.add(reader, run)
         counts.invalid = reader.invalid
         counts.duplicates = reader.valid - listed
         counts.suppressed = self.journal.settle(run)
@@ -244,6 +289,7 @@ class Sender:
         pending = state[PENDING]
         to_send = min(pending, self.options.limit) if self.options.limit is not None else pending
         size = self.options.batch_size
+        assert self.rendered is not None
         return Plan(
             slug=self.slug,
             subject=self.rendered.subject,
@@ -265,9 +311,6 @@ class Sender:
 
     def decline(self, plan: Plan) -> None:
         self.journal.discard(plan.run)
-
-    def _columns(self) -> list[str]:
-        return sorted({f.name for f in self.rendered.issue_fields})
 
     # --- sending -----------------------------------------------------------------------------
 
@@ -336,6 +379,7 @@ class Sender:
     # --- payloads ----------------------------------------------------------------------------
 
     def envelope(self) -> dict[str, Any]:
+        assert self.rendered is not None
         return envelope(self.config, self.rendered, self.options.send_at)
 
     def payload(self, envelope: dict[str, Any], records: Iterable[str]) -> dict[str, Any]:
@@ -373,8 +417,9 @@ class Sender:
 
     def dry_run(self, out_dir: Path) -> tuple[Plan, int]:
         """Everything but the requests: payloads and a sample .eml in ``out_dir``; no journal."""
+        self._accept(*self._render())
         counts = subscribers.Counts()
-        columns = self._columns()
+        columns = self.kept
         envelope = self.envelope()
         out_dir.parent.mkdir(parents=True, exist_ok=True)
         staging = Path(tempfile.mkdtemp(dir=out_dir.parent, prefix=f".{out_dir.name}."))
@@ -410,6 +455,9 @@ class Sender:
         return plan, files
 
     def _write_sample(self, path: Path, recipient: Recipient) -> None:
+        from newsletter_cli.mime import build_message, to_bytes
+
+        assert self.rendered is not None
         link = unsubscribe.link(self.config, self.secret, recipient.email)
         message = self.rendered.personalize({**recipient.fields, "email": recipient.email, "unsubscribe_url": link})
         headers = unsubscribe.headers(self.config, link) if self.config.unsubscribe_mode == "endpoint" else {}
@@ -528,6 +576,60 @@ def _take(tasks: Any, idle: threading.Semaphore) -> Any:
         return _NOTHING
 
 
+class _Child:
+    """Runs ``target`` in a forked process (with the send lock closed in it) while this one goes
+    on; ``result()`` returns its value or raises its NewsletterError here."""
+
+    def __init__(self, target: Callable[[], Any], lock: Any):
+        self.target = target
+        self.lock_fd = lock.fileno() if lock is not None else None
+        self._answer: tuple[str, Any] | None = None
+
+    def __enter__(self) -> _Child:
+        context = multiprocessing.get_context("fork")
+        self._receive, send = context.Pipe(duplex=False)
+        self.process = context.Process(target=self._run, args=(send,), daemon=True)
+        self.process.start()
+        send.close()
+        return self
+
+    def _run(self, send: Any) -> None:
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        if self.lock_fd is not None:
+            os.close(self.lock_fd)
+        try:
+            send.send(("ok", self.target()))
+        except NewsletterError as exc:
+            send.send(("error", exc))
+        except Exception as exc:  # a bug: raised again in the parent, not hidden
+            send.send(("crashed", repr(exc)))
+
+    def ready(self) -> bool:
+        """Whether the child has answered, or died (without waiting)."""
+        return self._answer is not None or self._receive.poll()
+
+    def result(self) -> Any:
+        if self._answer is None:
+            try:
+                self._answer = self._receive.recv()
+            except EOFError:
+                self.process.join(timeout=1)
+                code = self.process.exitcode
+                raise RuntimeError(f"the render process exited unexpectedly (exit code {code})") from None
+        kind, value = self._answer
+        if kind == "error":
+            raise value
+        if kind == "crashed":
+            raise RuntimeError(f"rendering failed: {value}")
+        return value
+
+    def __exit__(self, *exc: object) -> None:
+        self._receive.close()
+        self.process.join(timeout=10)
+        if self.process.is_alive():
+            self.process.kill()
+
+
 class _ListReader:
     """Reads and validates the list in a second process while this one writes the journal, so
     planning a large send uses two cores. Yields chunks of (key, journal record)."""
@@ -635,6 +737,8 @@ def send_test(
         address = subscribers.normalize_address(to)
     except ValueError as exc:
         raise SendError(f"invalid test address {to!r}: {exc}") from None
+    from newsletter_cli import build
+
     rows = build.sample_rows(config, list_path, as_email)
     row = {**rows[min(max(sample, 0), len(rows) - 1)], "unsubscribe_url": unsubscribe.sample_link(config)}
     columns = subscribers.columns_if_listed(list_path or config.subscribers_path)

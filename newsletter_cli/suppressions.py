@@ -56,7 +56,8 @@ def sync(store: Store, api: SendGrid, group_id: int | None) -> dict[str, int]:
     learned: dict[str, int] = {}
     for path, reason in SUPPRESSION_LISTS:
         name = path.rsplit("/", 1)[-1]
-        learned[name] = store.suppress(Suppression(e, reason, f"sendgrid:{name}") for e in api.suppression_list(path))
+        emails = list(api.suppression_list(path))  # every page first: no write lock held across requests
+        learned[name] = store.suppress(Suppression(e, reason, f"sendgrid:{name}") for e in emails)
     if group_id is not None:
         emails = api.group_suppressions(group_id)
         learned[f"group {group_id}"] = store.suppress(

@@ -198,6 +198,16 @@ def test_401_stops_the_whole_send_at_once_without_showing_the_key(runner, newsle
     assert status(runner)["pending"] == 30
 
 
+def test_a_key_refused_while_syncing_stops_before_anything_is_planned(runner, newsletter, sendgrid, monkeypatch):
+    write_list(newsletter, 30)
+    monkeypatch.setenv("SENDGRID_API_KEY", "SG.wrong-key-value")
+    result = send(runner, "--yes")
+    assert result.exit_code == 1
+    assert result.output == "Error: SendGrid rejected the API key (401): check SENDGRID_API_KEY\n"
+    assert sendgrid.deliveries == []
+    assert status(runner)["pending"] == 0
+
+
 def test_without_an_api_key_or_secret_it_says_so(runner, newsletter, monkeypatch):
     write_list(newsletter, 1)
     monkeypatch.delenv("SENDGRID_API_KEY")
@@ -378,7 +388,20 @@ def test_send_refuses_an_issue_with_check_errors_unless_forced(runner, newslette
         "fix them, or pass --force to send anyway\n"
     )
     assert sendgrid.seen == []
+    assert status(runner)["pending"] == 0  # the list read while the email was checked is forgotten
     forced = send(runner, "--yes", "--force")
     assert forced.exit_code == 0, forced.output
     assert "Check:       1 error ignored (--force); see 'newsletter check'" in forced.output
     assert len(sendgrid.deliveries) == 2
+
+
+def test_a_template_error_found_while_the_list_is_read_stops_the_send_with_its_line(runner, newsletter, sendgrid):
+    write_list(newsletter, 3000)
+    (newsletter / "templates").mkdir()
+    (newsletter / "templates" / "newsletter.mjml.j2").write_text("<mjml>\n{% for %}\n</mjml>")
+    result = send(runner, "--yes")
+    assert result.exit_code == 1
+    assert result.output.startswith("Error: templates/newsletter.mjml.j2:2: ")
+    assert len(result.output.splitlines()) == 1
+    assert sendgrid.seen == []
+    assert status(runner)["pending"] == 0
