@@ -166,6 +166,7 @@ class Sender:
         self._tokens: list[tuple[str, str, str, str]] = []
         self._own_endpoint = config.unsubscribe_mode == "endpoint"
         self._link = unsubscribe.linker(config, self.secret)
+        self._list_unsubscribe_tail = unsubscribe.list_unsubscribe_tail(config)
         self.stop = threading.Event()
         self.api: SendGrid | None = None
         self._lock: Any = None
@@ -410,7 +411,7 @@ class Sender:
             "substitutions": substitutions,
         }
         if self._own_endpoint:
-            entry["headers"] = {"List-Unsubscribe": unsubscribe.list_unsubscribe(self.config, link)}
+            entry["headers"] = {"List-Unsubscribe": f"<{link}>{self._list_unsubscribe_tail}"}
         return entry
 
     # --- dry run -----------------------------------------------------------------------------

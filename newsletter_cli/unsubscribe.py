@@ -79,16 +79,16 @@ class Signer:
         self._outer = hashlib.sha256(key.translate(_OUTER_PAD))
         self._prefix = f"{list_id}\n".encode()
 
-    def mac(self, address: str) -> bytes:
+    def mac(self, address: bytes) -> bytes:
         inner = self._inner.copy()
-        inner.update(self._prefix + address.encode())
+        inner.update(self._prefix + address)
         outer = self._outer.copy()
         outer.update(inner.digest())
         return outer.digest()
 
     def token(self, email: str) -> str:
-        address = email.strip().lower()
-        return f"{_b64(address.encode())}.{_b64(self.mac(address))}"
+        address = email.strip().lower().encode()
+        return f"{_b64(address)}.{_b64(self.mac(address))}"
 
 
 def make_token(secret: bytes, list_id: str, email: str) -> str:
@@ -108,7 +108,7 @@ def read_token(secret: bytes, list_id: str, token: str) -> str | None:
     # base64 decoding tolerates some non-canonical spellings; insist on the exact token we make
     if _b64(address.encode()) != payload or _b64(given) != signature or address != address.strip().lower():
         return None
-    return address if hmac.compare_digest(given, Signer(secret, list_id).mac(address)) else None
+    return address if hmac.compare_digest(given, Signer(secret, list_id).mac(address.encode())) else None
 
 
 def link(config: Config, secret: bytes, email: str) -> str:
@@ -137,7 +137,12 @@ def headers(config: Config, url: str) -> dict[str, str]:
 
 def list_unsubscribe(config: Config, url: str) -> str:
     """The List-Unsubscribe value: the one-click link, and the mailto address when configured."""
-    return f"<{url}>, <{config.unsubscribe_mailto}?subject=unsubscribe>" if config.unsubscribe_mailto else f"<{url}>"
+    return f"<{url}>{list_unsubscribe_tail(config)}"
+
+
+def list_unsubscribe_tail(config: Config) -> str:
+    """What follows the link in every List-Unsubscribe value of a send."""
+    return f", <{config.unsubscribe_mailto}?subject=unsubscribe>" if config.unsubscribe_mailto else ""
 
 
 # --- the endpoint ----------------------------------------------------------------------------
