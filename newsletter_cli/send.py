@@ -235,7 +235,9 @@ class Sender:
     # --- planning ----------------------------------------------------------------------------
 
     def prepare(self) -> Plan:
-        """Sync, read the list, and write every recipient still to be sent as pending."""
+        """Render and check the email, sync, read the list, and write every recipient still to be
+        sent as pending; the first two run beside the reading, and a failure of either discards
+        what this run wrote."""
         self.api = self._connect()
         self._take_lock()
         with _Child(self._render, self._lock) as rendering, ThreadPoolExecutor(1) as background:
