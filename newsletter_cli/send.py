@@ -3,8 +3,8 @@
 The issue is rendered once; each recipient gets only substitutions (their merge values, escaped
 for the html part, and their unsubscribe link) and, in own-endpoint mode, their one-click
 headers. The journal (see journal.py) makes a crashed or stopped send resumable without mailing
-anyone twice. Requests run ``concurrency`` at a time in threads; only this thread writes the
-journal, so its record stays exact.
+anyone twice. Requests run ``concurrency`` at a time, in the threads of worker processes that
+only read the journal; the parent process alone writes it, so its record stays exact.
 """
 
 from __future__ import annotations
