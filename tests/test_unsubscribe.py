@@ -38,9 +38,9 @@ def test_a_token_names_its_address_and_nothing_else_verifies():
 
 
 @given(st.binary(min_size=16, max_size=200), st.text(max_size=40), st.emails())
-def test_a_token_is_the_address_and_its_standard_hmac_sha256(secret, list_id, email):
+def test_a_token_is_the_address_and_its_standard_hmac_sha256_truncated_to_128_bits(secret, list_id, email):
     address = email.strip().lower()
-    mac = hmac.digest(secret, f"{list_id}\n{address}".encode(), "sha256")
+    mac = hmac.digest(secret, f"{list_id}\n{address}".encode(), "sha256")[:16]
     expected = ".".join(base64.urlsafe_b64encode(part).rstrip(b"=").decode() for part in (address.encode(), mac))
     assert make_token(secret, list_id, email) == expected
 
