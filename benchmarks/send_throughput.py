@@ -1,8 +1,9 @@
 """`newsletter send --yes`, journal included, against a loopback SendGrid stand-in that reads each
 request and answers 202 (optionally after a delay); and the same for a minimal reference sender.
 
-Prints recipients per second, client CPU seconds and peak RSS.
-Run from the repository root:  python benchmarks/send_throughput.py [N ...] [--delay SECONDS]
+Prints recipients per second, client CPU seconds and peak RSS, each the best of several runs.
+Run from the repository root:
+    python benchmarks/send_throughput.py [N ...] [--delay SECONDS] [--repeat RUNS]
 """
 
 from __future__ import annotations
@@ -99,7 +100,16 @@ def row(label: str, n: int, delay: float, result: dict[str, float]) -> None:
     )
 
 
-def main(sizes: list[int], delays: list[float]) -> None:
+def best(runs: list[dict[str, float]]) -> dict[str, float]:
+    """The fastest run, with the highest peak RSS seen in any."""
+    return {**min(runs, key=lambda r: r["wall"]), "rss_mb": max(r["rss_mb"] for r in runs)}
+
+
+def main(sizes: list[int], delays: list[float], repeat: int) -> None:
+    """Each size is sent ``repeat`` times, alternating with the reference, and the best of each
+    is shown: the machine's speed drifts by a third within minutes, which alone moved the
+    ratio of single runs from 33% to 49%."""
+    ours_command = [sys.executable, "-m", "newsletter_cli", "send", "issues/bench.md", "--yes", "--no-sync"]
     with tempfile.TemporaryDirectory() as name:
         tmp = Path(name)
         for delay in delays:
@@ -113,26 +123,26 @@ def main(sizes: list[int], delays: list[float]) -> None:
             try:
                 for n in sizes:
                     folder = make_folder(tmp / f"d{delay}", n)
-                    ours = measure(
-                        [sys.executable, "-m", "newsletter_cli", "send", "issues/bench.md", "--yes", "--no-sync"],
-                        folder,
-                        env,
+                    with_reference = delay == 0 or n <= 100_000
+                    html = folder / "build" / "bench.html"
+                    subprocess.run(
+                        [sys.executable, "-m", "newsletter_cli", "build", "issues/bench.md"],
+                        cwd=folder,
+                        env=env,
+                        check=True,
+                        capture_output=True,
                     )
+                    ours_runs, ref_runs = [], []
+                    for _ in range(repeat):
+                        shutil.rmtree(folder / ".newsletter", ignore_errors=True)  # a first send every time
+                        ours_runs.append(measure(ours_command, folder, env))
+                        if with_reference:
+                            ref_command = [sys.executable, str(HERE / "reference_sender.py"), "subscribers.csv"]
+                            ref_runs.append(measure([*ref_command, str(html)], folder, env))
+                    ours = best(ours_runs)
                     row("newsletter", n, delay, ours)
-                    if delay == 0 or n <= 100_000:
-                        html = folder / "build" / "bench.html"
-                        subprocess.run(
-                            [sys.executable, "-m", "newsletter_cli", "build", "issues/bench.md"],
-                            cwd=folder,
-                            env=env,
-                            check=True,
-                            capture_output=True,
-                        )
-                        ref = measure(
-                            [sys.executable, str(HERE / "reference_sender.py"), "subscribers.csv", str(html)],
-                            folder,
-                            env,
-                        )
+                    if ref_runs:
+                        ref = best(ref_runs)
                         row("reference", n, delay, ref)
                         print(f"{'':<10} newsletter / reference rate: {ref['wall'] / ours['wall']:.0%}", flush=True)
                     shutil.rmtree(folder)
@@ -150,4 +160,9 @@ if __name__ == "__main__":
             at = args.index("--delay")
             delays = [float(args[at + 1])]
             del args[at : at + 2]
-        main([int(n) for n in args] or [10_000, 100_000, 1_000_000], delays)
+        repeat = 3
+        if "--repeat" in args:  # runs of each size; the best is shown
+            at = args.index("--repeat")
+            repeat = int(args[at + 1])
+            del args[at : at + 2]
+        main([int(n) for n in args] or [10_000, 100_000, 1_000_000], delays, repeat)
