@@ -1,7 +1,8 @@
 """The `newsletter` command: parse options, call the core, print what happened. Nothing else.
 
-lint and build (lxml, markdown-it, mjml, premailer) are imported inside the commands that use
-them, so that the other commands, and `newsletter send`'s parent process, start fast."""
+lint, build (lxml, markdown-it, mjml, premailer) and preview (http.server) are imported inside
+the commands that use them, so that the other commands, and `newsletter send`'s parent process,
+start fast."""
 
 from __future__ import annotations
 
@@ -17,7 +18,7 @@ from typing import Any
 
 import click
 
-from newsletter_cli import __version__, preview, scaffold, suppressions, unsubscribe
+from newsletter_cli import __version__, scaffold, suppressions, unsubscribe
 from newsletter_cli.config import Config, load_config
 from newsletter_cli.errors import display_path
 from newsletter_cli.issue import new_issue
@@ -526,6 +527,7 @@ def preview_command(
         newsletter preview issues/2022-12-baby-botox.md --send-test you@example.com
     """
     from newsletter_cli import build as build_core
+    from newsletter_cli import preview
 
     config = _config(config_path)
     if send_test_to:

@@ -2,7 +2,7 @@ import csv
 import io
 
 import pytest
-from email_validator import validate_email
+from email_validator import SPECIAL_USE_DOMAIN_NAMES, validate_email
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
@@ -11,6 +11,7 @@ from newsletter_cli.subscribers import (
     DUPLICATE,
     FAST_EMAIL,
     INVALID,
+    SPECIAL_USE_DOMAINS,
     SUPPRESSED,
     VALID,
     Row,
@@ -192,3 +193,7 @@ def test_the_send_paths_lean_reader_agrees_with_the_full_one(tmp_path, text):
     assert [(a[0], a[1], VALID) if a else INVALID for a in lean] == [
         (email, name, status) if status == VALID else INVALID for email, name, status in full
     ]
+
+
+def test_the_fast_paths_special_use_domains_are_email_validators():
+    assert set(SPECIAL_USE_DOMAINS) == set(SPECIAL_USE_DOMAIN_NAMES)
