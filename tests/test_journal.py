@@ -46,6 +46,13 @@ def test_batches_take_pending_recipients_in_list_order_and_a_reader_sees_their_r
     journal.finish(first.id, SENT, message_id="m1")
     journal.release(second.id)
     assert journal.counts() == {SENT: 3, PENDING: 2, FAILED: 0, UNCERTAIN: 0, IN_FLIGHT: 0}
+    again = journal.next_batch(3)
+    assert emails(journal, again) == ["u3@example.com", "u4@example.com"]
+    journal.finish(again.id, FAILED, error="bad request")
+    assert journal.counts() == {SENT: 3, PENDING: 0, FAILED: 2, UNCERTAIN: 0, IN_FLIGHT: 0}
+    assert journal.requeue(FAILED) == 2
+    assert journal.counts() == {SENT: 3, PENDING: 2, FAILED: 0, UNCERTAIN: 0, IN_FLIGHT: 0}
+    assert emails(journal, journal.next_batch(3)) == ["u3@example.com", "u4@example.com"]
 
 
 def test_an_unsubscribe_written_during_a_send_is_honoured_by_the_next_batch(tmp_path):
