@@ -405,3 +405,18 @@ def test_a_template_error_found_while_the_list_is_read_stops_the_send_with_its_l
     assert len(result.output.splitlines()) == 1
     assert sendgrid.seen == []
     assert status(runner)["pending"] == 0
+
+
+def test_the_example_issue_goes_out_to_the_example_list(runner, example, sendgrid, monkeypatch):
+    monkeypatch.setenv("NEWSLETTER_SECRET", SECRET)
+    issue = "issues/2022-12-baby-botox.md"
+    dry = runner.invoke(cli, ["send", issue, "--list", "subscribers.csv.example", "--dry-run"])
+    assert dry.exit_code == 0, dry.output
+    assert "Recipients:  3" in dry.output
+    assert (example / "build" / "2022-12-baby-botox-dry-run" / "sample.eml").is_file()
+    assert sendgrid.seen == []
+    sent = runner.invoke(cli, ["send", issue, "--list", "subscribers.csv.example", "--yes"])
+    assert sent.exit_code == 0, sent.output
+    assert sorted(delivered(sendgrid).values()) == [1, 1, 1]
+    result = runner.invoke(cli, ["status", issue, "--json"])
+    assert json.loads(result.output)["sent"] == 3
