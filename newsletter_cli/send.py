@@ -246,7 +246,7 @@ class Sender:
                 self.journal.requeue(FAILED)
             if self.options.resend_uncertain:
                 self.journal.requeue(UNCERTAIN)
-            reader = _ListReader(self.list_path, self.kept)
+            reader = _ListReader(self.list_path, self.kept, self._lock)
             syncing: list[Future[dict[str, int] | None]] = []
 
             def rendered_then_sync() -> None:
@@ -637,17 +637,20 @@ class _ListReader:
     """Reads and validates the list in a second process while this one writes the journal, so
     planning a large send uses two cores. Yields chunks of (key, journal record)."""
 
-    def __init__(self, path: Path, kept: list[str]):
+    def __init__(self, path: Path, kept: list[str], lock: Any = None):
         self.path = path
         self.kept = kept
+        self.lock_fd = lock.fileno() if lock is not None else None  # the send lock, closed in the child
         self.valid = 0
         self.invalid = 0
 
     def __iter__(self) -> Iterator[list[tuple[str, str]]]:
         context = multiprocessing.get_context("fork")
         chunks: Any = context.Queue(maxsize=8)  # bounded: memory stays flat however long the list
-        process = context.Process(target=_read_list, args=(self.path, self.kept, chunks), daemon=True)
+        args = (self.path, self.kept, chunks, os.getpid(), self.lock_fd)
+        process = context.Process(target=_read_list, args=args, daemon=True)
         process.start()
+        finished = False
         try:
             while True:
                 try:
@@ -664,16 +667,31 @@ class _ListReader:
                     raise SubscriberError(payload)
                 else:
                     self.valid, self.invalid = payload
+                    finished = True
                     return
         finally:
+            if not finished:  # stopped early (an error here or in the render): nobody reads the rest
+                process.kill()
             process.join(timeout=10)
             if process.is_alive():
                 process.kill()
 
 
-def _read_list(path: Path, kept: list[str], out: Any) -> None:
+def _read_list(path: Path, kept: list[str], out: Any, parent: int, lock_fd: int | None) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    if lock_fd is not None:
+        os.close(lock_fd)  # else a reader orphaned by a kill -9 would keep the send locked
     gc.freeze()  # as in the workers
+
+    def hand_over(item: tuple[str, Any]) -> None:
+        while True:
+            try:
+                out.put(item, timeout=1)
+                return
+            except queue.Full:
+                if os.getppid() != parent:  # the parent was killed: nobody will read
+                    os._exit(0)
+
     valid = invalid = 0
     records: list[tuple[str, str]] = []
     try:
@@ -685,14 +703,14 @@ def _read_list(path: Path, kept: list[str], out: Any) -> None:
             email, name, values = found
             records.append((email.lower(), journal_record(email, name, values)))
             if len(records) == 1000:
-                out.put(("rows", records))
+                hand_over(("rows", records))
                 records = []
     except NewsletterError as exc:
-        out.put(("error", exc.message))
+        hand_over(("error", exc.message))
         return
     if records:
-        out.put(("rows", records))
-    out.put(("done", (valid, invalid)))
+        hand_over(("rows", records))
+    hand_over(("done", (valid, invalid)))
 
 
 def envelope(config: Config, rendered: Rendered, send_at: dt.datetime | None = None) -> dict[str, Any]:

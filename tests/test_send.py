@@ -1,4 +1,5 @@
 import datetime as dt
+import fcntl
 import io
 import json
 import signal
@@ -13,7 +14,7 @@ from click.testing import CliRunner
 from newsletter_cli.cli import cli
 from newsletter_cli.config import load_config
 from newsletter_cli.errors import NewsletterError
-from newsletter_cli.send import parse_send_at
+from newsletter_cli.send import _ListReader, parse_send_at
 from newsletter_cli.unsubscribe import Endpoint
 
 from .conftest import interrupt, newsletter_process
@@ -396,7 +397,7 @@ def test_send_refuses_an_issue_with_check_errors_unless_forced(runner, newslette
 
 
 def test_a_template_error_found_while_the_list_is_read_stops_the_send_with_its_line(runner, newsletter, sendgrid):
-    write_list(newsletter, 3000)
+    write_list(newsletter, 30_000)  # more than the reader can queue: it is stopped, not waited for
     (newsletter / "templates").mkdir()
     (newsletter / "templates" / "newsletter.mjml.j2").write_text("<mjml>\n{% for %}\n</mjml>")
     result = send(runner, "--yes")
@@ -420,3 +421,18 @@ def test_the_example_issue_goes_out_to_the_example_list(runner, example, sendgri
     assert sorted(delivered(sendgrid).values()) == [1, 1, 1]
     result = runner.invoke(cli, ["status", issue, "--json"])
     assert json.loads(result.output)["sent"] == 3
+
+
+def test_the_list_reader_process_does_not_hold_the_send_lock(tmp_path):
+    """Else a reader orphaned by a kill -9 of the send would keep every later send locked out."""
+    path = tmp_path / "list.csv"
+    path.write_text("email,first_name\n" + "".join(f"u{i}@example.com,U{i}\n" for i in range(20_000)))
+    lock_path = tmp_path / "send.lock"
+    lock = lock_path.open("a")
+    fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    chunks = iter(_ListReader(path, ["first_name"], lock))
+    assert len(next(chunks)) == 1000  # the reader process is running, and has more to give
+    lock.close()
+    with lock_path.open("a") as other:
+        fcntl.flock(other, fcntl.LOCK_EX | fcntl.LOCK_NB)  # raises if the reader still held it
+    chunks.close()
