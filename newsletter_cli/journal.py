@@ -165,12 +165,8 @@ class Journal:
             for batch_id, first, last in db.execute(
                 "SELECT id, first_seq, last_seq FROM batches WHERE slug = ? AND status = ?", (self.slug, status)
             ).fetchall():
-                count += db.execute(
-                    "UPDATE recipients SET batch = NULL WHERE seq BETWEEN ? AND ? AND +slug = ? AND batch = ?",
-                    (first, last, self.slug, batch_id),
-                ).rowcount
+                count += self._unbatch(batch_id, first, last)
                 db.execute("UPDATE batches SET status = ? WHERE slug = ? AND id = ?", (REQUEUED, self.slug, batch_id))
-                self._cursor = min(self._cursor, first)
         return count
 
     # --- batches -----------------------------------------------------------------------------
@@ -178,20 +174,13 @@ class Journal:
     def next_batch(self, size: int) -> Batch | None:
         """Take up to ``size`` pending recipients in list order into a new in-flight batch (committed)."""
         with self.store.transaction() as db:
-            if self._seen_version is None or self._data_version() != self._seen_version:
-                # another connection wrote since settle (an unsubscribe, perhaps): check every batch from now on
-                self._seen_version = None
-                self._drop_suppressed(size)
-            seqs = db.execute(
-                "SELECT seq FROM recipients WHERE seq >= ? AND +slug = ? AND batch IS NULL ORDER BY seq LIMIT ?",
-                (self._cursor, self.slug, size),
-            ).fetchall()
+            seqs = self._next_pending(size)
             if not seqs:
                 return None
             batch_id = db.execute(
                 "SELECT coalesce(max(id), 0) + 1 FROM batches WHERE slug = ?", (self.slug,)
             ).fetchone()[0]
-            first, last = seqs[0][0], seqs[-1][0]
+            first, last = seqs[0], seqs[-1]
             db.execute(
                 "UPDATE recipients SET batch = ? WHERE seq BETWEEN ? AND ? AND +slug = ? AND batch IS NULL",
                 (batch_id, first, last, self.slug),
@@ -216,19 +205,28 @@ class Journal:
         """Changes whenever another connection commits: nothing new can be suppressed until one does."""
         return self.db.execute("PRAGMA data_version").fetchone()[0]
 
-    def _drop_suppressed(self, size: int) -> None:
-        """Drop suppressed addresses from the next ``size`` pending rows, looking further until
-        ``size`` rows remain or none are left."""
-        while True:
+    def _next_pending(self, size: int) -> list[int]:
+        """The seqs of the next ``size`` pending rows (inside a transaction). Suppressed ones are
+        deleted on the way once another connection has written since settle (an unsubscribe,
+        perhaps): from then on every batch is checked."""
+        if self._seen_version is not None and self._data_version() == self._seen_version:
             rows = self.db.execute(
-                "SELECT r.seq, s.email IS NOT NULL FROM recipients r LEFT JOIN suppressions s ON s.email = r.email"
-                " WHERE r.seq >= ? AND +r.slug = ? AND r.batch IS NULL ORDER BY r.seq LIMIT ?",
+                "SELECT seq, 0 FROM recipients WHERE seq >= ? AND +slug = ? AND batch IS NULL ORDER BY seq LIMIT ?",
                 (self._cursor, self.slug, size),
             ).fetchall()
-            blocked = [(seq,) for seq, suppressed in rows if suppressed]
-            if not blocked:
-                return
-            self.db.executemany("DELETE FROM recipients WHERE seq = ?", blocked)
+        else:
+            self._seen_version = None
+            while True:
+                rows = self.db.execute(
+                    "SELECT r.seq, s.email IS NOT NULL FROM recipients r LEFT JOIN suppressions s ON s.email = r.email"
+                    " WHERE r.seq >= ? AND +r.slug = ? AND r.batch IS NULL ORDER BY r.seq LIMIT ?",
+                    (self._cursor, self.slug, size),
+                ).fetchall()
+                blocked = [(seq,) for seq, suppressed in rows if suppressed]
+                if not blocked:
+                    break
+                self.db.executemany("DELETE FROM recipients WHERE seq = ?", blocked)
+        return [seq for seq, _ in rows]
 
     def finish(self, batch_id: int, status: str, message_id: str | None = None, error: str | None = None) -> None:
         """Record SendGrid's answer for a batch, sent or failed: one row, committed at once."""
@@ -246,12 +244,16 @@ class Journal:
             first, last = db.execute(
                 "SELECT first_seq, last_seq FROM batches WHERE slug = ? AND id = ?", (self.slug, batch_id)
             ).fetchone()
-            db.execute(
-                "UPDATE recipients SET batch = NULL WHERE seq BETWEEN ? AND ? AND +slug = ? AND batch = ?",
-                (first, last, self.slug, batch_id),
-            )
+            self._unbatch(batch_id, first, last)
             db.execute("DELETE FROM batches WHERE slug = ? AND id = ?", (self.slug, batch_id))
+
+    def _unbatch(self, batch_id: int, first: int, last: int) -> int:
+        """Make a batch's recipients pending again (inside a transaction); returns how many."""
         self._cursor = min(self._cursor, first)
+        return self.db.execute(
+            "UPDATE recipients SET batch = NULL WHERE seq BETWEEN ? AND ? AND +slug = ? AND batch = ?",
+            (first, last, self.slug, batch_id),
+        ).rowcount
 
     # --- reading -----------------------------------------------------------------------------
 
