@@ -247,26 +247,27 @@ class Sender:
             if self.options.resend_uncertain:
                 self.journal.requeue(UNCERTAIN)
             reader = _ListReader(self.list_path, self.kept, self._lock)
-            syncing: list[Future[dict[str, int] | None]] = []
+            syncing: Future[dict[str, int] | None] | None = None
 
-            def rendered_then_sync() -> None:
+            def rendered_then_sync() -> Future[dict[str, int] | None]:
                 """Once the email has passed the check, sync with SendGrid while the list is read."""
-                if not syncing:
+                nonlocal syncing
+                if syncing is None:
                     self._accept(*rendering.result())
-                    syncing.append(background.submit(self._sync))
+                    syncing = background.submit(self._sync)
+                return syncing
 
             def chunks() -> Iterator[list[tuple[str, str]]]:
                 for chunk in reader:
                     if rendering.ready():
                         rendered_then_sync()
-                    if syncing and syncing[0].done() and syncing[0].exception():
-                        syncing[0].result()  # a refused key: stop reading now
+                    if syncing is not None and syncing.done() and syncing.exception():
+                        syncing.result()  # a refused key: stop reading now
                     yield chunk
 
             try:
                 new, listed = self.journal.add(chunks(), run)
-                rendered_then_sync()
-                learned = syncing[0].result()
+                learned = rendered_then_sync().result()
             except BaseException:
                 self.stop.set()  # cuts short any retry wait of the sync
                 self.journal.discard(run)
@@ -479,6 +480,16 @@ class _Answer:
     message: str = ""
 
 
+def _forked(lock: Any) -> None:
+    """What each process a send forks does first: leave Ctrl-C to the parent; let go of the send
+    lock (else one orphaned by a kill -9 keeps later sends locked out: the lock lasts while any
+    process holds it open); freeze what it inherited, which the collector need not walk again."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    if lock is not None:
+        lock.close()
+    gc.freeze()
+
+
 class _Workers:
     """Processes that build and post batches; forked, so they share the rendered issue and the
     secret without either being written anywhere."""
@@ -491,11 +502,10 @@ class _Workers:
         self.results: Any = context.Queue()
         self.stop = context.Event()
         parent = os.getpid()
-        lock_fd = sender._lock.fileno() if sender._lock is not None else None
         self.processes = [
             context.Process(
                 target=_work,
-                args=(sender, self.tasks, self.results, self.stop, threads, parent, lock_fd),
+                args=(sender, self.tasks, self.results, self.stop, threads, parent),
                 daemon=True,
                 name=f"newsletter-send-{n}",
             )
@@ -521,12 +531,9 @@ class _Workers:
                 process.kill()
 
 
-def _work(sender: Sender, tasks: Any, results: Any, stop: Any, threads: int, parent: int, lock_fd: int | None) -> None:
+def _work(sender: Sender, tasks: Any, results: Any, stop: Any, threads: int, parent: int) -> None:
     """A worker process: take batches, build each request, post it, report the answer."""
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle
-    if lock_fd is not None:
-        os.close(lock_fd)  # the send lock belongs to the parent alone
-    gc.freeze()  # the collector need not walk what the fork inherited, which never becomes garbage here
+    _forked(sender._lock)
     api = SendGrid(sender.environ.get(KEY_ENV, ""), sender.config.sendgrid_host, stop=stop)
     envelope = sender.envelope()
     local = threading.local()
@@ -585,7 +592,7 @@ class _Child:
 
     def __init__(self, target: Callable[[], Any], lock: Any):
         self.target = target
-        self.lock_fd = lock.fileno() if lock is not None else None
+        self.lock = lock
         self._answer: tuple[str, Any] | None = None
 
     def __enter__(self) -> _Child:
@@ -597,9 +604,7 @@ class _Child:
         return self
 
     def _run(self, send: Any) -> None:
-        signal.signal(signal.SIGINT, signal.SIG_IGN)
-        if self.lock_fd is not None:
-            os.close(self.lock_fd)
+        _forked(self.lock)
         try:
             send.send(("ok", self.target()))
         except NewsletterError as exc:
@@ -640,14 +645,14 @@ class _ListReader:
     def __init__(self, path: Path, kept: list[str], lock: Any = None):
         self.path = path
         self.kept = kept
-        self.lock_fd = lock.fileno() if lock is not None else None  # the send lock, closed in the child
+        self.lock = lock
         self.valid = 0
         self.invalid = 0
 
     def __iter__(self) -> Iterator[list[tuple[str, str]]]:
         context = multiprocessing.get_context("fork")
         chunks: Any = context.Queue(maxsize=8)  # bounded: memory stays flat however long the list
-        args = (self.path, self.kept, chunks, os.getpid(), self.lock_fd)
+        args = (self.path, self.kept, chunks, os.getpid(), self.lock)
         process = context.Process(target=_read_list, args=args, daemon=True)
         process.start()
         finished = False
@@ -677,11 +682,8 @@ class _ListReader:
                 process.kill()
 
 
-def _read_list(path: Path, kept: list[str], out: Any, parent: int, lock_fd: int | None) -> None:
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    if lock_fd is not None:
-        os.close(lock_fd)  # else a reader orphaned by a kill -9 would keep the send locked
-    gc.freeze()  # as in the workers
+def _read_list(path: Path, kept: list[str], out: Any, parent: int, lock: Any) -> None:
+    _forked(lock)
 
     def hand_over(item: tuple[str, Any]) -> None:
         while True:
