@@ -141,7 +141,8 @@ def addresses(path: Path, kept: Sequence[str]) -> Iterator[tuple[str, str, dict[
     """The send path's reader: for each record, (address, display name, the ``kept`` merge
     fields), or None when the address is invalid. The rules of ``validated`` and ``Row.name``,
     without a row and a dict of every cell for each of a million records (a property test holds
-    the two readers together)."""
+    the two readers together). It spells out normalize_address's fast path and _clean inline:
+    calling them made this loop 15-20% slower."""
     fast, junk = FAST_EMAIL.fullmatch, _NAME_JUNK.search
     layout: tuple[int, list[int], list[tuple[str, int]], list[int | None]] | None = None
     for _, columns, record in _records(path):
