@@ -9,6 +9,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import os
+import shlex
 import signal
 import sys
 from collections.abc import Callable
@@ -23,6 +24,7 @@ from newsletter_cli.config import Config, load_config
 from newsletter_cli.errors import display_path
 from newsletter_cli.issue import new_issue
 from newsletter_cli.send import Outcome, Plan, Progress, Sender, SendError, SendOptions, parse_send_at, send_test
+from newsletter_cli.send import addresses as send_addresses
 from newsletter_cli.send import status as send_status
 from newsletter_cli.sendgrid_api import KEY_ENV, SendGrid
 from newsletter_cli.store import REASONS, Store
@@ -312,6 +314,9 @@ def _already(count: int, extra: str = "") -> str:
 @click.option("--retry-failed", is_flag=True, help="Send again to recipients whose batch failed.")
 @click.option("--resend-uncertain", is_flag=True, help="Send again to batches a crash left uncertain.")
 @click.option("--force", is_flag=True, help="Send even when 'newsletter check' finds errors.")
+@click.option(
+    "--drop-pending", is_flag=True, help="Drop pending recipients of an earlier run that this list does not have."
+)
 @config_option
 def send(
     issue: Path,
@@ -326,6 +331,7 @@ def send(
     retry_failed: bool,
     resend_uncertain: bool,
     force: bool,
+    drop_pending: bool,
     config_path: Path | None,
 ) -> None:
     """Send an issue to the list through SendGrid, exactly once, resumably.
@@ -350,7 +356,9 @@ def send(
         retry_failed=retry_failed,
         resend_uncertain=resend_uncertain,
         force=force,
+        drop_pending=drop_pending,
     )
+    again = _again(issue, list_path, config_path)
     with Sender(config, issue, options) as sender:
         if dry_run:
             out_dir = config.root / "build" / f"{sender.slug}-dry-run"
@@ -364,7 +372,8 @@ def send(
         plan = sender.prepare()
         _show_plan(plan, sender)
         if plan.to_send == 0:
-            line, code = _report(plan, Outcome(counts=sender.journal.counts()), issue)
+            sender.confirm(plan)
+            line, code = _report(Outcome(counts=sender.journal.counts()), issue, again)
             click.echo(line)
             raise SystemExit(code)
         if not yes:
@@ -376,7 +385,7 @@ def send(
                 click.echo("Nothing was sent.")
                 raise SystemExit(1)
         outcome = _run_with_progress(sender, plan)
-    line, code = _report(plan, outcome, issue)
+    line, code = _report(outcome, issue, again)
     if outcome.error is not None:
         raise SendError(f"{outcome.error.message}. Sending stopped; {line}")
     click.echo(line)
@@ -387,6 +396,8 @@ def _show_plan(plan: Plan, sender: Sender) -> None:
     sample = sender.rendered.personalize({"email": ""}).subject
     skipped = [f"{plan.invalid:,} invalid", f"{plan.duplicate:,} duplicate", f"{plan.suppressed:,} suppressed"]
     skipped.append(f"{plan.already_sent:,} already sent")
+    if plan.dropped:
+        skipped.append(f"{plan.dropped:,} pending no longer on the list (dropped)")
     if plan.failed_left:
         skipped.append(f"{plan.failed_left:,} failed earlier (--retry-failed)")
     if plan.uncertain_left:
@@ -435,8 +446,8 @@ def _run_with_progress(sender: Sender, plan: Plan) -> Outcome:
                 return sender.run(plan, lambda p: bar.update(p.size))
 
         def line(progress: Progress) -> None:
-            what = f"failed: {progress.error}" if progress.error else "sent"
-            done = progress.sent + progress.failed
+            what = f"{progress.status}: {progress.error}" if progress.error else progress.status
+            done = progress.sent + progress.failed + progress.uncertain
             click.echo(f"batch {progress.batch}: {progress.size:,} {what} ({done:,}/{progress.total:,})")
 
         return sender.run(plan, line)
@@ -444,19 +455,37 @@ def _run_with_progress(sender: Sender, plan: Plan) -> Outcome:
         signal.signal(signal.SIGINT, previous)
 
 
-def _report(plan: Plan, outcome: Outcome, issue: Path) -> tuple[str, int]:
+def _again(issue: Path, list_path: Path | None, config_path: Path | None) -> str:
+    """The command that resumes this send: every option that decides who is mailed."""
+    words = ["newsletter", "send", str(issue)]
+    if list_path is not None:
+        words += ["--list", str(list_path)]
+    if config_path is not None:
+        words += ["--config", str(config_path)]
+    return " ".join(shlex.quote(word) for word in words)
+
+
+def _report(outcome: Outcome, issue: Path, again: str) -> tuple[str, int]:
     """The last line of a send: what happened and what to run next, with the exit code."""
     counts = outcome.counts
-    again = f"newsletter send {issue}"
     if outcome.stopped or outcome.error is not None:
-        return f"{outcome.sent:,} sent in this run, {counts['pending']:,} still pending: run '{again}' to resume.", 1
+        unknown = (
+            f", {counts['uncertain']:,} uncertain (perhaps delivered: see 'newsletter status {issue}')"
+            if counts["uncertain"]
+            else ""
+        )
+        return (
+            f"{outcome.sent:,} sent in this run{unknown}, {counts['pending']:,} still pending: "
+            f"run '{again}' to resume.",
+            1,
+        )
     problems = []
     if counts["failed"]:
         problems.append(f"{counts['failed']:,} failed (see 'newsletter status {issue}', then '{again} --retry-failed')")
     if counts["uncertain"]:
         problems.append(
-            f"{counts['uncertain']:,} uncertain (see 'newsletter status {issue}'; "
-            f"'{again} --resend-uncertain' may mail them twice)"
+            f"{counts['uncertain']:,} uncertain: SendGrid may or may not have accepted them (see "
+            f"'newsletter status {issue}'; '{again} --resend-uncertain' mails them again, perhaps twice)"
         )
     if problems:
         return f"Sent to {outcome.sent:,} in this run; " + "; ".join(problems) + ".", 1
@@ -470,24 +499,38 @@ def _report(plan: Plan, outcome: Outcome, issue: Path) -> tuple[str, int]:
 @cli.command()
 @click.argument("issue", type=ISSUE_PATH)
 @click.option("--json", "as_json", is_flag=True, help="One JSON object with the counts and failed batches.")
+@click.option(
+    "--addresses",
+    "state",
+    type=click.Choice(["sent", "pending", "failed", "uncertain"]),
+    help="Print the addresses in this state instead, one a line.",
+)
 @config_option
-def status(issue: Path, as_json: bool, config_path: Path | None) -> None:
+def status(issue: Path, as_json: bool, state: str | None, config_path: Path | None) -> None:
     """Where the send of an issue stands: sent, pending, failed, uncertain and skipped.
 
     \b
     Example:
         newsletter status issues/2022-12-baby-botox.md
         newsletter status issues/2022-12-baby-botox.md --json
+        newsletter status issues/2022-12-baby-botox.md --addresses uncertain
     """
+    if state is not None:
+        for address in send_addresses(_config(config_path), issue.stem, state):
+            click.echo(address)
+        return
     result = send_status(_config(config_path), issue.stem)
     if as_json:
         click.echo(json.dumps(result))
         return
+    rows = f" of {result['rows']:,} rows in the list" if result["rows"] is not None else ""
     click.echo(
         f"{issue.stem}: {result['sent']:,} sent, {result['pending']:,} pending, {result['failed']:,} failed, "
         f"{result['uncertain']:,} uncertain; skipped {result['suppressed']:,} suppressed, "
-        f"{result['invalid']:,} invalid, {result['duplicate']:,} duplicate"
+        f"{result['invalid']:,} invalid, {result['duplicate']:,} duplicate{rows}"
     )
+    if result["not_on_list"]:
+        click.echo(f"{result['not_on_list']:,} of those are not on the list the last send read (an earlier list).")
     if result["running"]:
         click.echo(f"A send is running: {result['in_flight']:,} in flight.")
     if result["last_batch_at"]:
@@ -495,7 +538,10 @@ def status(issue: Path, as_json: bool, config_path: Path | None) -> None:
     for batch in result["failed_batches"]:
         click.echo(f"Failed batch {batch['batch']} ({batch['recipients']:,} recipients): {batch['error']}")
     for batch in result["uncertain_batches"]:
-        click.echo(f"Uncertain batch {batch['batch']} ({batch['recipients']:,} recipients): perhaps delivered")
+        click.echo(
+            f"Uncertain batch {batch['batch']} ({batch['recipients']:,} recipients): perhaps delivered, "
+            f"perhaps not ({batch['error']})"
+        )
 
 
 @cli.command("preview")

@@ -5,7 +5,11 @@ batch assigns its recipients to a new batch row, ``in_flight``, committed before
 SendGrid's answer turns that one row ``sent`` or ``failed``, committed right after. A recipient's
 state is its batch's state, so recording an answer writes one row, not a thousand. A batch still
 ``in_flight`` when a new run starts was perhaps accepted before a crash: it becomes
-``uncertain`` and is not sent again unless asked.
+``uncertain`` and is not sent again unless asked; so does one whose answer was lost.
+
+Each run remembers the list it read (``runs``). Rows an earlier run wrote that this run's list
+lacks are *stale*: ``settle`` drops them only when the same list was read (its rows were removed
+from it) or when told to; a run declined or refused puts back what it changed.
 
 Pending rows have no index of their own (it made writing a list a quarter slower): batches are
 taken by walking ``seq`` from a cursor, and the pending count is the issue's rows less those
@@ -15,7 +19,7 @@ instead of the address index, which it otherwise picks (and which covers every r
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -28,7 +32,7 @@ STATUSES = (SENT, PENDING, FAILED, UNCERTAIN, IN_FLIGHT)
 # record separators, which a cell never needs: they are turned into spaces). Four times
 # cheaper than JSON to write and read, a million times per send.
 UNIT, PAIR = "\x1f", "\x1e"
-ADD_STEP = 50_000  # rows per transaction while writing a list into the journal
+ADD_STEP = 10_000  # rows per transaction while writing a list into the journal
 _SEPARATORS = str.maketrans({UNIT: " ", PAIR: " "})
 
 
@@ -86,16 +90,26 @@ class Journal:
 
     # --- a run -------------------------------------------------------------------------------
 
-    def start_run(self, subject: str) -> int:
-        """Begin a run: batches left in flight by a crash become uncertain. Returns the run id."""
+    def start_run(self, subject: str, list_path: str = "") -> int:
+        """Begin a run that reads ``list_path``: batches left in flight by a crash become
+        uncertain. Returns the run id."""
         with self.store.transaction() as db:
             db.execute(
                 "INSERT INTO sends (slug, subject, created_at) VALUES (?, ?, ?) ON CONFLICT (slug) DO NOTHING",
                 (self.slug, subject, now()),
             )
             db.execute("UPDATE batches SET status = ? WHERE slug = ? AND status = ?", (UNCERTAIN, self.slug, IN_FLIGHT))
-            row = db.execute("SELECT coalesce(max(run), 0) + 1 FROM recipients WHERE slug = ?", (self.slug,)).fetchone()
-        return int(row[0])
+            run = db.execute(
+                "SELECT max(coalesce((SELECT max(run) FROM recipients WHERE slug = ?), 0),"
+                " coalesce((SELECT max(run) FROM runs WHERE slug = ?), 0)) + 1",
+                (self.slug, self.slug),
+            ).fetchone()[0]
+            first_seq = db.execute("SELECT coalesce(max(seq), 0) FROM recipients").fetchone()[0]
+            db.execute(
+                "INSERT INTO runs (slug, run, list, first_seq, started_at) VALUES (?, ?, ?, ?, ?)",
+                (self.slug, run, list_path, first_seq, now()),
+            )
+        return int(run)
 
     def add(self, chunks_of_records: Iterable[list[tuple[str, str]]], run: int) -> tuple[int, int]:
         """Write the list's valid rows, as (key, ``record(row)``) pairs, as pending.
@@ -107,35 +121,48 @@ class Journal:
         of a run cut short are pending and unbatched, so the next run's ``settle`` (or
         ``discard``) removes those the list no longer has.
         """
-        chunks = iter(chunks_of_records)
-        start: int | None = None
-        more = True
-        while more:
-            more = False
-            with self.store.transaction() as db:
-                seq = db.execute("SELECT coalesce(max(seq), 0) FROM recipients").fetchone()[0]
-                start = seq if start is None else start
-                written = 0
-                for records in chunks:
-                    params = [(seq + n, self.slug, key, run, data) for n, (key, data) in enumerate(records, start=1)]
-                    seq += len(records)
-                    db.executemany(
-                        "INSERT INTO recipients (seq, slug, email, run, data) VALUES (?, ?, ?, ?, ?)"
-                        " ON CONFLICT (slug, email) DO UPDATE SET run = excluded.run,"
-                        " data = CASE WHEN batch IS NULL THEN excluded.data ELSE data END WHERE run < excluded.run",
-                        params,
-                    )
-                    written += len(records)
-                    if written >= ADD_STEP:
-                        more = True
-                        break
+        start = self._first_seq(run)
+        step: list[tuple[str, str]] = []
+        for records in chunks_of_records:  # read outside any transaction: the reader may be slow
+            step.extend(records)
+            if len(step) >= ADD_STEP:
+                self._write(step, run)
+                step = []
+        if step:
+            self._write(step, run)
         new = self.db.execute("SELECT count(*) FROM recipients WHERE seq > ? AND +slug = ?", (start, self.slug))
         listed = self.db.execute("SELECT count(*) FROM recipients WHERE slug = ? AND run = ?", (self.slug, run))
         return new.fetchone()[0], listed.fetchone()[0]
 
-    def settle(self, run: int) -> int:
-        """Drop pending rows the list no longer has, or that are suppressed; returns how many of
-        the list's addresses were dropped as suppressed."""
+    def _write(self, records: list[tuple[str, str]], run: int) -> None:
+        """One short transaction: nobody else waits behind the list reader."""
+        with self.store.transaction() as db:
+            seq = db.execute("SELECT coalesce(max(seq), 0) FROM recipients").fetchone()[0]
+            db.executemany(
+                "INSERT INTO recipients (seq, slug, email, run, data) VALUES (?, ?, ?, ?, ?)"
+                " ON CONFLICT (slug, email) DO UPDATE SET prev_run = run, run = excluded.run,"
+                " data = CASE WHEN batch IS NULL THEN excluded.data ELSE data END WHERE run < excluded.run",
+                [(seq + n, self.slug, key, run, data) for n, (key, data) in enumerate(records, start=1)],
+            )
+
+    def _first_seq(self, run: int) -> int:
+        row = self.db.execute("SELECT first_seq FROM runs WHERE slug = ? AND run = ?", (self.slug, run)).fetchone()
+        return int(row[0]) if row else 0
+
+    def stale(self, run: int) -> dict[str, int]:
+        """Pending rows of earlier runs that this run's list lacks, by the list they came from
+        ("" where an older version did not record it)."""
+        rows = self.db.execute(
+            "SELECT coalesce(runs.list, ''), count(*) FROM recipients r"
+            " LEFT JOIN runs ON runs.slug = r.slug AND runs.run = r.run"
+            " WHERE r.slug = ? AND r.batch IS NULL AND r.run < ? GROUP BY 1",
+            (self.slug, run),
+        )
+        return dict(rows.fetchall())
+
+    def settle(self, run: int) -> tuple[int, int]:
+        """Drop the list's pending rows that are suppressed, and the stale rows (call ``stale``
+        first: the caller decides whether they may go). Returns (suppressed, stale) dropped."""
         with self.store.transaction() as db:
             self._seen_version = self._data_version()
             suppressed = db.execute(
@@ -143,20 +170,37 @@ class Journal:
                 " AND email IN (SELECT email FROM suppressions)",
                 (self.slug, run),
             ).rowcount
-            db.execute("DELETE FROM recipients WHERE slug = ? AND batch IS NULL AND run < ?", (self.slug, run))
-        return suppressed
+            stale = db.execute(
+                "DELETE FROM recipients WHERE slug = ? AND batch IS NULL AND run < ?", (self.slug, run)
+            ).rowcount
+        return suppressed, stale
 
-    def record_skips(self, invalid: int, duplicate: int, suppressed: int) -> None:
+    def record_skips(self, run: int, rows: int, invalid: int, duplicate: int, suppressed: int) -> None:
+        """What this run's list held, for ``status``: its rows and those it skipped, by reason."""
         with self.store.transaction() as db:
             db.execute(
-                "UPDATE sends SET invalid = ?, duplicate = ?, suppressed = ? WHERE slug = ?",
-                (invalid, duplicate, suppressed, self.slug),
+                "UPDATE sends SET run = ?, listed_rows = ?, invalid = ?, duplicate = ?, suppressed = ? WHERE slug = ?",
+                (run, rows, invalid, duplicate, suppressed, self.slug),
             )
 
     def discard(self, run: int) -> None:
-        """The user declined: forget the rows this run added that were never sent."""
+        """The run was declined or refused: forget the rows it created, and give the rows it
+        listed again back to the run they belonged to."""
+        first_seq = self._first_seq(run)
         with self.store.transaction() as db:
-            db.execute("DELETE FROM recipients WHERE slug = ? AND run = ? AND batch IS NULL", (self.slug, run))
+            db.execute(
+                "DELETE FROM recipients WHERE slug = ? AND run = ? AND seq > ? AND batch IS NULL",
+                (self.slug, run, first_seq),
+            )
+            db.execute(
+                "UPDATE recipients SET run = prev_run WHERE slug = ? AND run = ? AND prev_run IS NOT NULL",
+                (self.slug, run),
+            )
+            db.execute("DELETE FROM runs WHERE slug = ? AND run = ?", (self.slug, run))
+
+    def list_of(self, run: int) -> str:
+        row = self.db.execute("SELECT list FROM runs WHERE slug = ? AND run = ?", (self.slug, run)).fetchone()
+        return str(row[0]) if row else ""
 
     def requeue(self, status: str) -> int:
         """Make the recipients of failed (or uncertain) batches pending again; returns how many."""
@@ -226,6 +270,9 @@ class Journal:
                 if not blocked:
                     break
                 self.db.executemany("DELETE FROM recipients WHERE seq = ?", blocked)
+                self.db.execute(  # still a row of the list: counted as suppressed, not lost
+                    "UPDATE sends SET suppressed = suppressed + ? WHERE slug = ?", (len(blocked), self.slug)
+                )
         return [seq for seq, _ in rows]
 
     def finish(self, batch_id: int, status: str, message_id: str | None = None, error: str | None = None) -> None:
@@ -268,12 +315,36 @@ class Journal:
         found[PENDING] = rows - sum(found.values())  # a row is pending unless a batch (not requeued) holds it
         return found
 
-    def summary(self) -> dict[str, Any]:
+    def exists(self) -> bool:
+        """Whether a run of this issue was ever confirmed (a declined or refused one leaves no trace)."""
         row = self.db.execute(
-            "SELECT invalid, duplicate, suppressed, last_batch_at FROM sends WHERE slug = ?", (self.slug,)
+            "SELECT 1 FROM sends WHERE slug = ? AND (run IS NOT NULL OR last_batch_at IS NOT NULL)", (self.slug,)
+        )
+        return row.fetchone() is not None
+
+    def summary(self) -> dict[str, Any]:
+        """The latest planned run's list: its rows, those skipped by reason, and the journal's rows
+        that are not on it (sent to from an earlier list); the last batch's time."""
+        row = self.db.execute(
+            "SELECT invalid, duplicate, suppressed, last_batch_at, run, listed_rows FROM sends WHERE slug = ?",
+            (self.slug,),
         ).fetchone()
-        invalid, duplicate, suppressed, last = row or (0, 0, 0, None)
-        return {"invalid": invalid, "duplicate": duplicate, "suppressed": suppressed, "last_batch_at": last}
+        invalid, duplicate, suppressed, last, run, rows = row or (0, 0, 0, None, None, None)
+        not_listed = (
+            self.db.execute("SELECT count(*) FROM recipients WHERE slug = ? AND run != ?", (self.slug, run)).fetchone()[
+                0
+            ]
+            if run is not None
+            else 0
+        )
+        return {
+            "rows": rows,
+            "invalid": invalid,
+            "duplicate": duplicate,
+            "suppressed": suppressed,
+            "not_on_list": not_listed,
+            "last_batch_at": last,
+        }
 
     def batches_with(self, status: str) -> list[BatchInfo]:
         return [
@@ -283,6 +354,21 @@ class Journal:
                 (self.slug, status),
             )
         ]
+
+    def addresses_with(self, status: str) -> Iterator[str]:
+        """The addresses whose batch has this status (pending: no batch), in list order."""
+        if status == PENDING:
+            rows = self.db.execute(
+                "SELECT email FROM recipients WHERE slug = ? AND batch IS NULL ORDER BY seq", (self.slug,)
+            )
+        else:
+            rows = self.db.execute(
+                "SELECT r.email FROM recipients r JOIN batches b ON b.slug = r.slug AND b.id = r.batch"
+                " WHERE r.slug = ? AND b.status = ? ORDER BY r.seq",
+                (self.slug, status),
+            )
+        for (email,) in rows:
+            yield email
 
     def sent_among(self, keys: list[str]) -> set[str]:
         """Which of these addresses a batch has taken (sent, failed, uncertain or in flight)."""

@@ -24,13 +24,13 @@ import tempfile
 import threading
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 from newsletter_cli import merge, subscribers, suppressions, unsubscribe
 from newsletter_cli.config import Config
-from newsletter_cli.errors import NewsletterError, SubscriberError
+from newsletter_cli.errors import NewsletterError, SubscriberError, display_path
 from newsletter_cli.issue import load_issue
 from newsletter_cli.journal import (
     FAILED,
@@ -48,14 +48,15 @@ from newsletter_cli.journal import (
 from newsletter_cli.journal import record as journal_record
 from newsletter_cli.merge import HTML_CONTEXT, TEXT_CONTEXT
 from newsletter_cli.render import Rendered, issue_fields, render
-from newsletter_cli.sendgrid_api import KEY_ENV, SendGrid, SendGridError, Stopped
-from newsletter_cli.store import Store
+from newsletter_cli.sendgrid_api import KEY_ENV, RETRY_STATUSES, SendGrid, SendGridError, Stopped, Timing, Uncertain
+from newsletter_cli.store import DB_NAME, Store
 
 MAX_BATCH = 1000  # SendGrid: personalizations (and recipients) per request
 UNSUBSCRIBE = merge.UNSUBSCRIBE_FIELD
 MAX_WORKERS = 2  # processes building requests; each runs several request threads
 MAX_CONTENT_BYTES = 10 * 1024 * 1024  # html + text, leaving room under the 30 MB request limit
 MAX_SCHEDULE = dt.timedelta(hours=72)
+BATCH_ERRORS = (400, 413)  # SendGrid refused this batch's content: the other batches may go on
 NEEDS_ESCAPE = re.compile(r"[&<>\"']")  # most values need no escaping: skip html.escape for them
 
 
@@ -74,6 +75,7 @@ class SendOptions:
     retry_failed: bool = False
     resend_uncertain: bool = False
     force: bool = False  # send despite errors found by `newsletter check`
+    drop_pending: bool = False  # drop pending recipients of an earlier run that this list lacks
 
 
 @dataclass
@@ -96,6 +98,8 @@ class Plan:
     send_at: dt.datetime | None
     learned: dict[str, int] | None
     run: int = 0
+    rows: int = 0
+    dropped: int = 0  # pending recipients of an earlier run that are no longer on the list
 
 
 @dataclass(frozen=True)
@@ -109,12 +113,14 @@ class Progress:
     sent: int
     failed: int
     total: int
+    uncertain: int = 0
 
 
 @dataclass
 class Outcome:
     sent: int = 0
     failed: int = 0
+    uncertain: int = 0
     stopped: bool = False
     error: SendGridError | None = None
     counts: dict[str, int] = field(default_factory=dict)
@@ -185,7 +191,11 @@ class Sender:
         key = self.environ.get(KEY_ENV, "")
         if not key:
             raise SendError(f"{KEY_ENV} is not set: sending needs a SendGrid API key with the Mail Send scope")
-        return SendGrid(key, self.config.sendgrid_host, stop=self.stop)
+        return SendGrid(key, self.config.sendgrid_host, timing=self.timing, stop=self.stop)
+
+    @property
+    def timing(self) -> Timing:
+        return Timing.from_environ(self.environ)
 
     def _take_lock(self) -> None:
         path = self.config.state_dir / f"send-{self.slug}.lock"
@@ -241,7 +251,7 @@ class Sender:
         self.api = self._connect()
         self._take_lock()
         with _Child(self._render, self._lock) as rendering, ThreadPoolExecutor(1) as background:
-            run = self.journal.start_run(self.issue.subject)
+            run = self.journal.start_run(self.issue.subject, str(self.list_path.resolve()))
             if self.options.retry_failed:
                 self.journal.requeue(FAILED)
             if self.options.resend_uncertain:
@@ -272,15 +282,38 @@ class Sender:
                 self.stop.set()  # cuts short any retry wait of the sync
                 self.journal.discard(run)
                 raise
+        self._refuse_foreign_pending(run)
         counts = subscribers.Counts()
         counts.invalid = reader.invalid
         counts.duplicates = reader.valid - listed
-        counts.suppressed = self.journal.settle(run)
+        counts.suppressed, dropped = self.journal.settle(run)
         counts.valid = listed - counts.suppressed
         counts.rows = counts.invalid + counts.duplicates + listed
-        self.journal.record_skips(counts.invalid, counts.duplicates, counts.suppressed)
         state = self.journal.counts()
-        return self._plan(state, counts, new, learned, run)
+        plan = self._plan(state, counts, new, learned, run)
+        plan.dropped = dropped
+        return plan
+
+    def _refuse_foreign_pending(self, run: int) -> None:
+        """Pending recipients an earlier run read from another list are never dropped unasked."""
+        current = self.journal.list_of(run)
+        foreign = {name: count for name, count in self.journal.stale(run).items() if name != current}
+        if not foreign or self.options.drop_pending:
+            return
+        self.journal.discard(run)
+        name = max(foreign, key=lambda listed: foreign[listed])
+        total = sum(foreign.values())
+        where = f"came from {display_path(Path(name))}" if name else "came from a list that was not recorded"
+        finish = f"finish that send with 'newsletter send {self.issue_path} --list {display_path(Path(name))}'"
+        raise SendError(
+            f"{total:,} pending recipient{'s' * (total != 1)} of an earlier send of this issue {where} "
+            f"and {'are' if total != 1 else 'is'} not in {display_path(self.list_path)}: "
+            f"{finish + ', ' if name else ''}or add --drop-pending to drop them. Nothing was sent."
+        )
+
+    def confirm(self, plan: Plan) -> None:
+        """The user said yes: record what this run's list held, for ``status``."""
+        self.journal.record_skips(plan.run, plan.rows, plan.invalid, plan.duplicate, plan.suppressed)
 
     def _plan(
         self,
@@ -311,6 +344,7 @@ class Sender:
             send_at=self.options.send_at,
             learned=learned,
             run=run,
+            rows=counts.rows,
         )
 
     def decline(self, plan: Plan) -> None:
@@ -326,6 +360,7 @@ class Sender:
         takes batches from the journal and records the answers.
         """
         assert self.api is not None, "prepare() first"
+        self.confirm(plan)
         outcome = Outcome()
         budget = plan.to_send
         inflight: dict[int, int] = {}  # batch id -> recipients
@@ -363,22 +398,25 @@ class Sender:
     ) -> None:
         if answer.outcome == "crashed":
             raise RuntimeError(f"a send worker failed on batch {answer.batch}: {answer.message}")
-        if answer.outcome == "stopped" or answer.status in (401, 403):
+        if answer.outcome in ("stopped", "refused"):  # provably not accepted: pending again
             self.journal.release(answer.batch)
-            if answer.outcome != "stopped":
+            if answer.outcome == "refused":
                 outcome.error = outcome.error or SendGridError(answer.message, answer.status)
                 self.stop.set()
             return
-        if answer.outcome == "failed":
+        if answer.outcome == FAILED:
             self.journal.finish(answer.batch, FAILED, error=answer.message)
             outcome.failed += size
+        elif answer.outcome == UNCERTAIN:
+            self.journal.finish(answer.batch, UNCERTAIN, error=answer.message)
+            outcome.uncertain += size
         else:
             self.journal.finish(answer.batch, SENT, message_id=answer.message)
             outcome.sent += size
         if on_batch:
-            status = SENT if answer.outcome == "sent" else FAILED
-            error = answer.message if status == FAILED else ""
-            on_batch(Progress(answer.batch, size, status, error, outcome.sent, outcome.failed, total))
+            error = "" if answer.outcome == SENT else answer.message
+            progress = Progress(answer.batch, size, answer.outcome, error, outcome.sent, outcome.failed, total)
+            on_batch(replace(progress, uncertain=outcome.uncertain))
 
     # --- payloads ----------------------------------------------------------------------------
 
@@ -471,8 +509,10 @@ class Sender:
 
 @dataclass(frozen=True)
 class _Answer:
-    """What a worker reports for a batch: sent (message = SendGrid's message id), failed,
-    stopped (never accepted), or crashed (a bug, raised again in the parent)."""
+    """What a worker reports for a batch: sent (message = SendGrid's message id); failed
+    (SendGrid refused this batch); uncertain (the answer was lost: perhaps accepted); refused
+    (never accepted, and the send must stop: a bad key, no SendGrid at the host); stopped (never
+    accepted: the send is stopping); or crashed (a bug, raised again in the parent)."""
 
     batch: int
     outcome: str
@@ -534,7 +574,7 @@ class _Workers:
 def _work(sender: Sender, tasks: Any, results: Any, stop: Any, threads: int, parent: int) -> None:
     """A worker process: take batches, build each request, post it, report the answer."""
     _forked(sender._lock)
-    api = SendGrid(sender.environ.get(KEY_ENV, ""), sender.config.sendgrid_host, stop=stop)
+    api = SendGrid(sender.environ.get(KEY_ENV, ""), sender.config.sendgrid_host, timing=sender.timing, stop=stop)
     envelope = sender.envelope()
     local = threading.local()
     idle = threading.Semaphore(threads)  # take a batch only when a thread is free to post it at once
@@ -555,8 +595,11 @@ def _work(sender: Sender, tasks: Any, results: Any, stop: Any, threads: int, par
             results.put(_Answer(batch.id, "sent", message=api.send_mail(payload)))
         except Stopped:
             results.put(_Answer(batch.id, "stopped"))
-        except SendGridError as exc:
-            results.put(_Answer(batch.id, "failed", exc.status, exc.message))
+        except Uncertain as exc:
+            results.put(_Answer(batch.id, UNCERTAIN, exc.status, exc.message))
+        except SendGridError as exc:  # an answer that says SendGrid did not take the batch
+            failed = exc.status in BATCH_ERRORS or exc.status in RETRY_STATUSES
+            results.put(_Answer(batch.id, FAILED if failed else "refused", exc.status, exc.message))
         except Exception as exc:  # not hidden: the parent raises it again
             results.put(_Answer(batch.id, "crashed", message=repr(exc)))
 
@@ -801,9 +844,17 @@ def _write_json(path: Path, payload: dict[str, Any]) -> None:
 
 
 def status(config: Config, slug: str) -> dict[str, Any]:
-    """The seven counts (integers), then the time of the last batch and the failed batches."""
+    """The seven counts (integers), then the time of the last batch and the failed batches.
+
+    sent + pending + failed + uncertain + suppressed + invalid + duplicate = rows + not_on_list:
+    ``rows`` are those of the list the latest run read, ``not_on_list`` the journal's recipients
+    (sent to, say) whom that list no longer has."""
+    if not (config.state_dir / DB_NAME).exists():
+        raise SendError(f"{slug} has never been sent from this folder: there is no journal yet")
     with Store.for_folder(config.state_dir) as store:
         journal = Journal(store, slug)
+        if not journal.exists():
+            raise SendError(f"{slug} has never been sent from this folder: its journal is empty")
         counts = journal.counts()
         summary = journal.summary()
         running = _send_running(config, slug)
@@ -816,6 +867,8 @@ def status(config: Config, slug: str) -> dict[str, Any]:
             "suppressed": summary["suppressed"],
             "invalid": summary["invalid"],
             "duplicate": summary["duplicate"],
+            "rows": summary["rows"],
+            "not_on_list": summary["not_on_list"],
             "in_flight": in_flight if running else 0,
             "running": running,
             "last_batch_at": summary["last_batch_at"],
@@ -823,11 +876,20 @@ def status(config: Config, slug: str) -> dict[str, Any]:
                 {"batch": b.id, "recipients": b.size, "error": b.error} for b in journal.batches_with(FAILED)
             ],
             "uncertain_batches": [
-                {"batch": b.id, "recipients": b.size}
+                {"batch": b.id, "recipients": b.size, "error": b.error or "in flight when a send stopped"}
                 for b in journal.batches_with(UNCERTAIN) + ([] if running else journal.batches_with(IN_FLIGHT))
             ],
         }
     return result
+
+
+def addresses(config: Config, slug: str, state: str) -> Iterator[str]:
+    """Who is in one state of an issue's send (``uncertain``: perhaps delivered, perhaps not)."""
+    if state not in (SENT, PENDING, FAILED, UNCERTAIN):
+        raise SendError(f"unknown state {state!r}: expected sent, pending, failed or uncertain")
+    status(config, slug)  # says so when the issue was never sent
+    with Store.for_folder(config.state_dir) as store:
+        yield from Journal(store, slug).addresses_with(state)
 
 
 def _send_running(config: Config, slug: str) -> bool:

@@ -6,12 +6,15 @@ version in ``PRAGMA user_version`` with forward migrations. It never holds secre
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
+import os
+import secrets
 import sqlite3
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from newsletter_cli.errors import NewsletterError
 
@@ -66,6 +69,28 @@ MIGRATIONS: tuple[str, ...] = (
     # Pending rows are found by walking seq from a cursor (journal.py): keeping this index cost
     # a quarter of the time of writing a list into the journal.
     "DROP INDEX recipients_pending;",
+    # Which list each run read (a resume from another list must not drop anyone silently), what
+    # a declined run must restore, the list's row count for status, and the unsubscribes the
+    # endpoint still has to tell SendGrid about.
+    """
+    CREATE TABLE runs (
+        slug TEXT NOT NULL,
+        run INTEGER NOT NULL,
+        list TEXT NOT NULL,                      -- the list's absolute path
+        first_seq INTEGER NOT NULL,              -- rows this run created have a larger seq
+        started_at TEXT NOT NULL,
+        PRIMARY KEY (slug, run)
+    );
+    ALTER TABLE recipients ADD COLUMN prev_run INTEGER;   -- run before this run listed it again
+    ALTER TABLE sends ADD COLUMN run INTEGER;             -- the latest run whose plan was made
+    ALTER TABLE sends ADD COLUMN listed_rows INTEGER;     -- rows of that run's list
+    CREATE TABLE pushes (
+        email TEXT PRIMARY KEY,                  -- an unsubscribe SendGrid has not yet been told of
+        created_at TEXT NOT NULL,
+        attempts INTEGER NOT NULL DEFAULT 0,
+        last_error TEXT
+    ) WITHOUT ROWID;
+    """,
 )
 
 
@@ -86,27 +111,27 @@ def now() -> str:
 
 
 class Store:
-    """A connection to the newsletter folder's state database; use as a context manager."""
+    """A connection to the newsletter folder's state database; use as a context manager.
+
+    Every SQLite failure (a full disk, a damaged file, a lock held too long) comes out as one
+    StoreError line naming the file and what to do; what was committed before it stands."""
 
     def __init__(self, path: Path, readonly: bool = False):
         """``readonly``: a reader of a database another connection keeps open (a send's workers)."""
         self.path = path
         try:
+            _refuse_empty(path)
             if readonly:
-                self.db = sqlite3.connect(
-                    f"{path.resolve().as_uri()}?mode=ro", uri=True, timeout=10, isolation_level=None
-                )
+                raw = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True, timeout=10, isolation_level=None)
+                self.db = _Guarded(raw, path)
                 self.db.execute("PRAGMA busy_timeout=10000")
                 return
-            path.parent.mkdir(parents=True, exist_ok=True)
-            self.db = sqlite3.connect(path, timeout=10, isolation_level=None, check_same_thread=False)
-            self.db.execute("PRAGMA journal_mode=WAL")
-            self.db.execute("PRAGMA synchronous=NORMAL")
-            self.db.execute("PRAGMA busy_timeout=10000")
-            self.db.execute("PRAGMA cache_size=-4096")  # 4 MiB: a send touches few pages at a time
+            if not path.exists():
+                _create(path)
+            self.db = _Guarded(_connect(path), path)
             self._migrate()
         except sqlite3.Error as exc:
-            raise StoreError(f"cannot open the state database: {exc}", path) from None
+            raise failure(exc, path) from None
 
     @classmethod
     def for_folder(cls, state_dir: Path) -> Store:
@@ -122,29 +147,19 @@ class Store:
         self.db.close()
 
     def _migrate(self) -> None:
-        version = self.db.execute("PRAGMA user_version").fetchone()[0]
-        if version > len(MIGRATIONS):
-            raise StoreError(
-                f"the state database is schema version {version}, newer than this newsletter "
-                f"understands ({len(MIGRATIONS)}); upgrade newsletter",
-                self.path,
-            )
-        for number, sql in enumerate(MIGRATIONS[version:], start=version + 1):
-            try:
-                self.db.executescript(f"BEGIN IMMEDIATE; {sql}; PRAGMA user_version = {number}; COMMIT;")
-            except sqlite3.Error:
-                if self.db.in_transaction:
-                    self.db.execute("ROLLBACK")
-                raise
+        _migrate(self.db, self.path)
 
-    def transaction(self) -> sqlite3.Connection:
+    def transaction(self) -> _Transaction:
         """``with store.transaction():`` commits on success, rolls back on error."""
-        return _Transaction(self.db)  # type: ignore[return-value]
+        return _Transaction(self.db)
 
     # --- suppressions ------------------------------------------------------------------------
 
-    def suppress(self, entries: Iterable[Suppression]) -> int:
-        """Record suppressions; the first record of an address is kept. Returns how many were new."""
+    def suppress(self, entries: Iterable[Suppression], push: bool = False) -> int:
+        """Record suppressions; the first record of an address is kept. Returns how many were new.
+
+        ``push``: SendGrid is still to be told of them (``pushes``), in the same transaction, so
+        an unsubscribe is never recorded here and forgotten there."""
         added = 0
         with self.transaction():
             for chunk in chunks(entries, CHUNK):
@@ -160,7 +175,35 @@ class Store:
                     [(e.email.strip().lower(), e.reason, e.source, e.created_at or now()) for e in chunk],
                 )
                 added += self.db.total_changes - before
+                if push:
+                    self.db.executemany(
+                        "INSERT INTO pushes (email, created_at) VALUES (?, ?) ON CONFLICT (email) DO NOTHING",
+                        [(e.email.strip().lower(), now()) for e in chunk],
+                    )
         return added
+
+    # --- unsubscribes SendGrid has yet to learn ----------------------------------------------
+
+    def pushes(self, limit: int = 1000) -> list[str]:
+        rows = self.db.execute("SELECT email FROM pushes ORDER BY created_at, email LIMIT ?", (limit,))
+        return [email for (email,) in rows]
+
+    def pushed(self, emails: Sequence[str]) -> None:
+        with self.transaction():
+            for chunk in chunks(emails, CHUNK):
+                self.db.execute(f"DELETE FROM pushes WHERE email IN ({','.join('?' * len(chunk))})", chunk)
+
+    def push_failed(self, emails: Sequence[str], error: str) -> None:
+        with self.transaction():
+            for chunk in chunks(emails, CHUNK):
+                self.db.execute(
+                    "UPDATE pushes SET attempts = attempts + 1, last_error = ?"
+                    f" WHERE email IN ({','.join('?' * len(chunk))})",
+                    (error, *chunk),
+                )
+
+    def count_pushes(self) -> int:
+        return self.db.execute("SELECT count(*) FROM pushes").fetchone()[0]
 
     def suppressions(self) -> Iterator[Suppression]:
         rows = self.db.execute("SELECT email, reason, source, created_at FROM suppressions ORDER BY created_at, email")
@@ -181,16 +224,134 @@ class Store:
         return self.db.execute("SELECT count(*) FROM suppressions").fetchone()[0]
 
 
+def _connect(path: Path) -> sqlite3.Connection:
+    db = sqlite3.connect(path, timeout=10, isolation_level=None, check_same_thread=False)
+    db.execute("PRAGMA journal_mode=WAL")
+    db.execute("PRAGMA synchronous=NORMAL")
+    db.execute("PRAGMA busy_timeout=10000")
+    db.execute("PRAGMA cache_size=-4096")  # 4 MiB: a send touches few pages at a time
+    return db
+
+
+def _migrate(db: _Guarded, path: Path) -> None:
+    version = db.execute("PRAGMA user_version").fetchone()[0]
+    if version > len(MIGRATIONS):
+        raise StoreError(
+            f"the state database is schema version {version}, newer than this newsletter "
+            f"understands ({len(MIGRATIONS)}); upgrade newsletter",
+            path,
+        )
+    for number, sql in enumerate(MIGRATIONS[version:], start=version + 1):
+        try:
+            db.executescript(f"BEGIN IMMEDIATE; {sql}; PRAGMA user_version = {number}; COMMIT;")
+        except StoreError:
+            if db.in_transaction:
+                db.execute("ROLLBACK")
+            raise
+
+
+def _create(path: Path) -> None:
+    """A new, empty store, made beside its place and linked in whole: another process never
+    sees a half-made (0-byte) file, which would be refused as damaged."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    draft = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.new")
+    try:
+        db = _Guarded(_connect(draft), path)
+        _migrate(db, path)
+        db.close()
+        with contextlib.suppress(FileExistsError):  # another process made it first: use theirs
+            os.link(draft, path)
+    finally:
+        for leftover in (draft, draft.with_name(draft.name + "-wal"), draft.with_name(draft.name + "-shm")):
+            leftover.unlink(missing_ok=True)
+
+
+def _refuse_empty(path: Path) -> None:
+    try:
+        empty = path.stat().st_size == 0
+    except OSError:
+        return
+    if empty:
+        raise StoreError(
+            "is empty (0 bytes): it should hold this folder's send journal and suppressions. Restore "
+            ".newsletter/ from a backup; only if there is none, delete the file to start a new store "
+            "(issues sent from it would then be sent again to everyone, and its unsubscribes are lost)",
+            path,
+        )
+
+
+def failure(exc: sqlite3.Error, path: Path) -> StoreError:
+    """One line for what SQLite reported, saying what to do about it."""
+    name = getattr(exc, "sqlite_errorname", "") or ""
+    if name.startswith("SQLITE_FULL") or "disk is full" in str(exc):
+        return StoreError(
+            "the disk is full, so nothing more could be recorded: free some space and run the same "
+            "command again (what was recorded before stands)",
+            path,
+        )
+    if name.startswith(("SQLITE_NOTADB", "SQLITE_CORRUPT")) or "not a database" in str(exc) or "malformed" in str(exc):
+        return StoreError(
+            f"is damaged ({exc}): restore .newsletter/ from a backup; do not delete it while any issue "
+            "is being sent (its journal is what keeps people from being mailed twice)",
+            path,
+        )
+    if name.startswith(("SQLITE_BUSY", "SQLITE_LOCKED")):
+        return StoreError("is locked by another newsletter process for over 10 s: try again in a moment", path)
+    if name.startswith(("SQLITE_READONLY", "SQLITE_CANTOPEN", "SQLITE_PERM", "SQLITE_IOERR")):
+        return StoreError(f"cannot be read or written ({exc}): check the folder's permissions and disk", path)
+    return StoreError(f"the state database failed: {exc}", path)
+
+
+class _Guarded:
+    """A connection whose every statement turns a SQLite failure into ``failure(...)``."""
+
+    def __init__(self, db: sqlite3.Connection, path: Path):
+        self._db = db
+        self._path = path
+
+    def execute(self, sql: str, parameters: Any = ()) -> sqlite3.Cursor:
+        try:
+            return self._db.execute(sql, parameters)
+        except sqlite3.Error as exc:
+            raise failure(exc, self._path) from None
+
+    def executemany(self, sql: str, parameters: Iterable[Any]) -> sqlite3.Cursor:
+        try:
+            return self._db.executemany(sql, parameters)
+        except sqlite3.Error as exc:
+            raise failure(exc, self._path) from None
+
+    def executescript(self, sql: str) -> sqlite3.Cursor:
+        try:
+            return self._db.executescript(sql)
+        except sqlite3.Error as exc:
+            raise failure(exc, self._path) from None
+
+    @property
+    def total_changes(self) -> int:
+        return self._db.total_changes
+
+    @property
+    def in_transaction(self) -> bool:
+        return self._db.in_transaction
+
+    def close(self) -> None:
+        self._db.close()
+
+
 class _Transaction:
-    def __init__(self, db: sqlite3.Connection):
+    def __init__(self, db: _Guarded):
         self.db = db
 
-    def __enter__(self) -> sqlite3.Connection:
+    def __enter__(self) -> _Guarded:
         self.db.execute("BEGIN IMMEDIATE")
         return self.db
 
     def __exit__(self, kind: object, *exc: object) -> None:
-        self.db.execute("ROLLBACK" if kind else "COMMIT")
+        if kind is None:
+            self.db.execute("COMMIT")
+        elif self.db.in_transaction:  # a failed COMMIT (a full disk) has rolled back already
+            self.db.execute("ROLLBACK")
 
 
 def chunks(items: Iterable[T], size: int) -> Iterator[list[T]]:

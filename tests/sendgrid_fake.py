@@ -2,8 +2,11 @@
 
 Every request is checked against SendGrid's published OpenAPI contract (path, method, Bearer
 auth, query parameters, JSON body) and against the rules the schema cannot express; a request
-that breaks them fails the test that made it. Tests can queue faults: any status with headers,
-or a dropped connection.
+that breaks them fails the test that made it. Tests can queue faults, each for the next request
+(to a path): any status with headers and a body (a 200 html page, say), a connection dropped
+without an answer before the request is accepted, or after it was accepted and delivered, and a
+slow answer (delivered, then answered after ``delay`` seconds: past the client's timeout).
+``deliveries`` is the log of every copy SendGrid would have mailed.
 """
 
 from __future__ import annotations
@@ -35,6 +38,26 @@ class Fault:
     headers: dict[str, str] = field(default_factory=dict)
     body: Any = None
     path: str | None = None  # only for requests whose path ends with this
+    accept: bool = False  # accept (and deliver) the request first, then fail as above
+    delay: float = 0.0  # seconds to wait before the answer (or the drop)
+    raw: bytes | None = None  # the answer's body as it is, with content_type (not JSON)
+    content_type: str = "application/json"
+
+
+def accepted_then_dropped(path: str = "/mail/send") -> Fault:
+    """SendGrid took the batch, and the connection broke before its 202 came back."""
+    return Fault(0, path=path, accept=True)
+
+
+def slow_answer(seconds: float, path: str = "/mail/send") -> Fault:
+    """SendGrid took the batch, and its 202 comes after ``seconds`` (past the client's timeout)."""
+    return Fault(202, path=path, accept=True, delay=seconds)
+
+
+def html_page(status: int = 200, path: str = "/mail/send") -> Fault:
+    """A proxy or a captive portal answering instead of SendGrid."""
+    page = b"<!doctype html><title>Welcome</title><p>Please log in to use this network.</p>"
+    return Fault(status, path=path, raw=page, content_type="text/html; charset=utf-8")
 
 
 @dataclass
@@ -232,12 +255,19 @@ class FakeSendGrid:
             def log_message(self, *args: object) -> None:
                 pass
 
-            def _respond(self, status: int, payload: Any = None, headers: dict[str, str] | None = None) -> None:
-                data = b"" if payload is None else json.dumps(payload).encode()
+            def _respond(
+                self,
+                status: int,
+                payload: Any = None,
+                headers: dict[str, str] | None = None,
+                raw: bytes | None = None,
+                content_type: str = "application/json",
+            ) -> None:
+                data = raw if raw is not None else b"" if payload is None else json.dumps(payload).encode()
                 self.send_response(status)
                 for name, value in (headers or {}).items():
                     self.send_header(name, value)
-                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Type", content_type)
                 self.send_header("Content-Length", str(len(data)))
                 self.end_headers()
                 self.wfile.write(data)
@@ -264,11 +294,16 @@ class FakeSendGrid:
                     return
                 fault = fake._take_fault(parts.path)
                 if fault is not None:
+                    extra: dict[str, str] = {}
+                    if fault.accept:
+                        _, _, extra = fake.answer(self.command, parts.path, query, body)
+                    if fault.delay:
+                        time.sleep(fault.delay)
                     if fault.status == 0:  # drop the connection without an answer
                         self.close_connection = True
                         self.connection.shutdown(socket.SHUT_RDWR)
                         return
-                    self._respond(fault.status, fault.body, fault.headers)
+                    self._respond(fault.status, fault.body, {**extra, **fault.headers}, fault.raw, fault.content_type)
                     return
                 status, payload, extra = fake.answer(self.command, parts.path, query, body)
                 self._respond(status, payload, extra)

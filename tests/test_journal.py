@@ -75,7 +75,7 @@ def test_a_suppression_already_known_when_planning_is_settled_before_any_batch(t
     journal = Journal(store, "issue")
     run = journal.start_run("Subject")
     journal.add([[(a, record(a, "", {})) for a in ("u0@example.com", "u1@example.com")]], run)
-    assert journal.settle(run) == 1
+    assert journal.settle(run) == (1, 0)
     assert emails(journal, journal.next_batch(5)) == ["u0@example.com"]
 
 

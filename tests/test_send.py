@@ -18,7 +18,7 @@ from newsletter_cli.send import _ListReader, parse_send_at
 from newsletter_cli.unsubscribe import Endpoint
 
 from .conftest import interrupt, newsletter_process
-from .sendgrid_fake import Fault, rate_limited
+from .sendgrid_fake import Fault, accepted_then_dropped, html_page, rate_limited, slow_answer
 
 SECRET = "a-test-secret-of-enough-length"
 ISSUE = "issues/test.md"
@@ -31,8 +31,11 @@ def runner():
 
 @pytest.fixture
 def newsletter(folder, write_issue, sendgrid, monkeypatch):
-    """A folder with an issue that uses a merge field, and the loopback SendGrid."""
+    """A folder with an issue that uses a merge field, and the loopback SendGrid (retries after
+    10 ms, a lost answer noticed after 2 s)."""
     monkeypatch.setenv("NEWSLETTER_SECRET", SECRET)
+    monkeypatch.setenv("NEWSLETTER_RETRY_BACKOFF", "0.01")
+    monkeypatch.setenv("NEWSLETTER_HTTP_TIMEOUT", "2")
     write_issue(
         'Hi {{ subscriber.first_name | default("friend") }}!\n',
         front='subject: "News for {{ subscriber.first_name | default(\\"you\\") }}"',
@@ -55,6 +58,14 @@ def status(runner) -> dict:
     result = runner.invoke(cli, ["status", ISSUE, "--json"])
     assert result.exit_code == 0, result.output
     return json.loads(result.output)
+
+
+def never_sent(runner) -> bool:
+    result = runner.invoke(cli, ["status", ISSUE])
+    return (
+        result.exit_code == 1
+        and result.output == "Error: test has never been sent from this folder: its journal is empty\n"
+    )
 
 
 def delivered(sendgrid) -> Counter:
@@ -156,7 +167,6 @@ def test_faults_are_retried_and_a_rejected_batch_is_recorded_and_retried_later(r
     sendgrid.fail_next(
         rate_limited(1, path=mail),
         Fault(503, path=mail),
-        Fault(0, path=mail),
         Fault(502, path=mail),
         Fault(
             400,
@@ -191,7 +201,8 @@ def test_401_stops_the_whole_send_at_once_without_showing_the_key(runner, newsle
     result = send(runner, "--yes", "--no-sync", "--batch-size", "10")
     assert result.exit_code == 1
     assert result.output.splitlines()[-1] == (
-        "Error: SendGrid rejected the API key (401): check SENDGRID_API_KEY. Sending stopped; "
+        "Error: SendGrid rejected the API key (401): check SENDGRID_API_KEY; SendGrid said: "
+        "The provided authorization grant is invalid. Sending stopped; "
         f"0 sent in this run, 30 still pending: run 'newsletter send {ISSUE}' to resume."
     )
     assert "SG.wrong" not in result.output
@@ -204,9 +215,12 @@ def test_a_key_refused_while_syncing_stops_before_anything_is_planned(runner, ne
     monkeypatch.setenv("SENDGRID_API_KEY", "SG.wrong-key-value")
     result = send(runner, "--yes")
     assert result.exit_code == 1
-    assert result.output == "Error: SendGrid rejected the API key (401): check SENDGRID_API_KEY\n"
+    assert result.output == (
+        "Error: SendGrid rejected the API key (401): check SENDGRID_API_KEY; "
+        "SendGrid said: The provided authorization grant is invalid\n"
+    )
     assert sendgrid.deliveries == []
-    assert status(runner)["pending"] == 0
+    assert never_sent(runner)
 
 
 def test_without_an_api_key_or_secret_it_says_so(runner, newsletter, monkeypatch):
@@ -235,7 +249,7 @@ def test_dry_run_writes_payloads_and_a_real_eml_and_touches_no_journal(runner, n
     assert [p["to"][0]["email"] for p in payload["personalizations"]] == ["user0@example.com", "user1@example.com"]
     assert [c["type"] for c in payload["content"]] == ["text/plain", "text/html"]
     assert sendgrid.seen == []
-    assert status(runner)["pending"] == 0
+    assert never_sent(runner)
     eml = (out / "sample.eml").read_text()
     for header in (
         "From:",
@@ -389,7 +403,7 @@ def test_send_refuses_an_issue_with_check_errors_unless_forced(runner, newslette
         "fix them, or pass --force to send anyway\n"
     )
     assert sendgrid.seen == []
-    assert status(runner)["pending"] == 0  # the list read while the email was checked is forgotten
+    assert never_sent(runner)  # the list read while the email was checked is forgotten
     forced = send(runner, "--yes", "--force")
     assert forced.exit_code == 0, forced.output
     assert "Check:       1 error ignored (--force); see 'newsletter check'" in forced.output
@@ -405,7 +419,7 @@ def test_a_template_error_found_while_the_list_is_read_stops_the_send_with_its_l
     assert result.output.startswith("Error: templates/newsletter.mjml.j2:2: ")
     assert len(result.output.splitlines()) == 1
     assert sendgrid.seen == []
-    assert status(runner)["pending"] == 0
+    assert never_sent(runner)
 
 
 def test_the_example_issue_goes_out_to_the_example_list(runner, example, sendgrid, monkeypatch):
@@ -436,3 +450,105 @@ def test_the_list_reader_process_does_not_hold_the_send_lock(tmp_path):
     with lock_path.open("a") as other:
         fcntl.flock(other, fcntl.LOCK_EX | fcntl.LOCK_NB)  # raises if the reader still held it
     chunks.close()
+
+
+# --- when the network lies -------------------------------------------------------------------
+
+
+def addresses(runner, state: str) -> set[str]:
+    result = runner.invoke(cli, ["status", ISSUE, "--addresses", state])
+    assert result.exit_code == 0, result.output
+    return set(result.output.split())
+
+
+def assert_the_journal_tells_the_truth(runner, sendgrid, emails: list[str]) -> dict:
+    """Nobody has two copies; whoever got one is sent or uncertain; whoever is sent got one;
+    and the counts add up to the list."""
+    received = delivered(sendgrid)
+    assert max(received.values(), default=1) == 1, "somebody received the issue twice"
+    sent, uncertain = addresses(runner, "sent"), addresses(runner, "uncertain")
+    assert sent <= set(received), "recorded as sent but never delivered"
+    assert set(received) <= sent | uncertain, "delivered but recorded as neither sent nor uncertain"
+    counts = status(runner)
+    parts = ("sent", "pending", "failed", "uncertain", "suppressed", "invalid", "duplicate")
+    assert sum(counts[k] for k in parts) == counts["rows"] + counts["not_on_list"] == len(emails)
+    return counts
+
+
+LOST_ANSWERS = {
+    "accepted, then the connection dropped": accepted_then_dropped(),
+    "accepted, answered after the client's timeout": slow_answer(3.0),
+    "dropped after the request was read, not accepted": Fault(0, path="/mail/send"),
+    "a 202 without SendGrid's message id": Fault(202, path="/mail/send"),
+}
+
+
+@pytest.mark.parametrize("fault", LOST_ANSWERS.values(), ids=LOST_ANSWERS.keys())
+def test_a_lost_answer_makes_its_batch_uncertain_and_the_send_goes_on(runner, newsletter, sendgrid, fault):
+    emails = write_list(newsletter, 50)
+    sendgrid.fail_next(fault)
+    result = send(runner, "--yes", "--batch-size", "10", "--concurrency", "1")
+    assert result.exit_code == 1
+    assert "batch 1: 10 uncertain: " in result.output
+    assert result.output.splitlines()[-1] == (
+        f"Sent to 40 in this run; 10 uncertain: SendGrid may or may not have accepted them (see 'newsletter status "
+        f"{ISSUE}'; 'newsletter send {ISSUE} --resend-uncertain' mails them again, perhaps twice)."
+    )
+    assert len([s for s in sendgrid.seen if s.path == "/v3/mail/send"]) == 5, "no request was repeated"
+    counts = assert_the_journal_tells_the_truth(runner, sendgrid, emails)
+    assert (counts["sent"], counts["uncertain"], counts["pending"]) == (40, 10, 0)
+    [batch] = counts["uncertain_batches"]
+    assert batch["recipients"] == 10 and batch["error"]
+    again = send(runner, "--yes")
+    assert again.exit_code == 1, "an uncertain batch is not sent again by itself"
+    assert_the_journal_tells_the_truth(runner, sendgrid, emails)
+
+
+def test_a_lost_answer_for_every_batch_mails_nobody_twice(runner, newsletter, sendgrid):
+    """Once, each of these people got 6 copies and --retry-failed sent a 7th."""
+    emails = write_list(newsletter, 30)
+    sendgrid.fail_next(*[slow_answer(3.0) for _ in range(3)])
+    result = send(runner, "--yes", "--batch-size", "10", "--concurrency", "3")
+    assert result.exit_code == 1
+    counts = assert_the_journal_tells_the_truth(runner, sendgrid, emails)
+    assert (counts["uncertain"], counts["failed"], counts["sent"]) == (30, 0, 0)
+    assert send(runner, "--yes", "--retry-failed").exit_code == 1
+    assert max(delivered(sendgrid).values()) == 1
+
+
+def test_resend_uncertain_mails_the_uncertain_batch_again(runner, newsletter, sendgrid):
+    emails = write_list(newsletter, 20)
+    sendgrid.fail_next(Fault(0, path="/mail/send"))  # read, then dropped: in fact not delivered
+    send(runner, "--yes", "--batch-size", "10", "--concurrency", "1")
+    assert len(addresses(runner, "uncertain")) == 10
+    result = send(runner, "--yes", "--resend-uncertain")
+    assert result.exit_code == 0, result.output
+    assert delivered(sendgrid) == Counter({email: 1 for email in emails})
+
+
+def test_an_answer_that_is_not_sendgrids_stops_the_send_and_leaves_the_batch_pending(runner, newsletter, sendgrid):
+    emails = write_list(newsletter, 30)
+    sendgrid.fail_next(html_page(200))
+    result = send(runner, "--yes", "--batch-size", "10", "--concurrency", "1")
+    assert result.exit_code == 1
+    assert result.output.splitlines()[-1] == (
+        f"Error: {sendgrid.url} answered POST /v3/mail/send with 200 (text/html; charset=utf-8), not SendGrid's "
+        "202: is SENDGRID_API_HOST right, or is a proxy or a captive portal in the way?. Sending stopped; "
+        f"0 sent in this run, 30 still pending: run 'newsletter send {ISSUE}' to resume."
+    )
+    assert_the_journal_tells_the_truth(runner, sendgrid, emails)
+    assert send(runner, "--yes").exit_code == 0
+    assert delivered(sendgrid) == Counter({email: 1 for email in emails})
+
+
+def test_sendgrid_out_of_reach_stops_the_send_with_everyone_pending(runner, newsletter, sendgrid, monkeypatch):
+    emails = write_list(newsletter, 20)
+    monkeypatch.setenv("SENDGRID_API_HOST", "http://127.0.0.1:9")
+    result = send(runner, "--yes", "--no-sync", "--batch-size", "10")
+    assert result.exit_code == 1
+    last = result.output.splitlines()[-1]
+    assert last.startswith("Error: cannot reach SendGrid at http://127.0.0.1:9: ")
+    assert last.endswith(f"0 sent in this run, 20 still pending: run 'newsletter send {ISSUE}' to resume.")
+    monkeypatch.setenv("SENDGRID_API_HOST", sendgrid.url)
+    assert send(runner, "--yes").exit_code == 0
+    assert delivered(sendgrid) == Counter({email: 1 for email in emails})

@@ -39,7 +39,7 @@ def test_an_unknown_reason_is_refused_and_nothing_is_written(tmp_path):
 
 
 def test_the_database_itself_refuses_an_unknown_reason(tmp_path):
-    with Store(tmp_path / "db") as store, pytest.raises(sqlite3.IntegrityError):
+    with Store(tmp_path / "db") as store, pytest.raises(StoreError, match="CHECK constraint failed"):
         store.db.execute("INSERT INTO suppressions VALUES ('a@example.com', 'bored', 'x', 'now')")
 
 

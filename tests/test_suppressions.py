@@ -1,7 +1,7 @@
 import pytest
 
 from newsletter_cli.errors import NewsletterError
-from newsletter_cli.sendgrid_api import SendGrid
+from newsletter_cli.sendgrid_api import SendGrid, Timing
 from newsletter_cli.store import Store
 from newsletter_cli.suppressions import add, import_csv, sync
 
@@ -15,7 +15,7 @@ def store(tmp_path):
 
 
 def api_for(fake) -> SendGrid:
-    return SendGrid(API_KEY, fake.url, backoff=0.01)
+    return SendGrid(API_KEY, fake.url, timing=Timing(backoff=0.01))
 
 
 def test_add_normalises_and_refuses_an_invalid_address_before_writing(store):
