@@ -373,7 +373,7 @@ def send(
         _show_plan(plan, sender)
         if plan.to_send == 0:
             sender.confirm(plan)
-            line, code = _report(Outcome(counts=sender.journal.counts()), issue, again)
+            line, code = _report(Outcome(counts=sender.outcome_counts(plan)), issue, again)
             click.echo(line)
             raise SystemExit(code)
         if not yes:
@@ -491,9 +491,11 @@ def _report(outcome: Outcome, issue: Path, again: str) -> tuple[str, int]:
         return f"Sent to {outcome.sent:,} in this run; " + "; ".join(problems) + ".", 1
     if counts["pending"]:
         return f"Sent to {outcome.sent:,} (--limit); {counts['pending']:,} still pending: run '{again}' to continue.", 0
+    listed = counts["sent"] - counts["sent_elsewhere"]
+    elsewhere = f" ({counts['sent_elsewhere']:,} more from an earlier list)" if counts["sent_elsewhere"] else ""
     if outcome.sent == 0:
-        return f"Nothing to send: all {counts['sent']:,} eligible recipients already have this issue.", 0
-    return f"Sent to {outcome.sent:,} recipients; all {counts['sent']:,} eligible recipients have this issue.", 0
+        return f"Nothing to send: all {listed:,} eligible recipients already have this issue{elsewhere}.", 0
+    return f"Sent to {outcome.sent:,} recipients; all {listed:,} eligible recipients have this issue{elsewhere}.", 0
 
 
 @cli.command()

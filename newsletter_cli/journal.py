@@ -355,6 +355,14 @@ class Journal:
             )
         ]
 
+    def sent_elsewhere(self, run: int) -> int:
+        """How many of the sent recipients are not on this run's list (an earlier list had them)."""
+        return self.db.execute(
+            "SELECT count(*) FROM recipients r JOIN batches b ON b.slug = r.slug AND b.id = r.batch"
+            " WHERE r.slug = ? AND r.run != ? AND b.status = ?",
+            (self.slug, run, SENT),
+        ).fetchone()[0]
+
     def addresses_with(self, status: str) -> Iterator[str]:
         """The addresses whose batch has this status (pending: no batch), in list order."""
         if status == PENDING:

@@ -292,6 +292,7 @@ class Sender:
         state = self.journal.counts()
         plan = self._plan(state, counts, new, learned, run)
         plan.dropped = dropped
+        plan.already_sent -= self.journal.sent_elsewhere(run)
         return plan
 
     def _refuse_foreign_pending(self, run: int) -> None:
@@ -310,6 +311,10 @@ class Sender:
             f"and {'are' if total != 1 else 'is'} not in {display_path(self.list_path)}: "
             f"{finish + ', ' if name else ''}or add --drop-pending to drop them. Nothing was sent."
         )
+
+    def outcome_counts(self, plan: Plan) -> dict[str, int]:
+        """The journal's counts, and how many of the sent are not on this run's list."""
+        return {**self.journal.counts(), "sent_elsewhere": self.journal.sent_elsewhere(plan.run)}
 
     def confirm(self, plan: Plan) -> None:
         """The user said yes: record what this run's list held, for ``status``."""
@@ -390,7 +395,7 @@ class Sender:
                     continue
                 self._record(answer, inflight.pop(answer.batch), outcome, plan.to_send, on_batch)
         outcome.stopped = self.stop.is_set()
-        outcome.counts = self.journal.counts()
+        outcome.counts = self.outcome_counts(plan)
         return outcome
 
     def _record(

@@ -91,3 +91,35 @@ def test_a_list_written_in_several_steps_is_deduplicated_across_them(tmp_path, m
     assert journal.add(more, run) == (1, 3)  # d is new; a was sent; c has left the list
     journal.settle(run)
     assert [decode(r).email for r in journal.records(journal.next_batch(5))] == ["b@x.org", "d@x.org"]
+
+
+def test_no_write_transaction_is_open_while_the_list_is_read(tmp_path):
+    """A suppression sync (or the unsubscribe endpoint) writing while a slow list reader is
+    waited for once ran into 'database is locked' after 10 s."""
+    store = Store(tmp_path / "db")
+    journal = Journal(store, "issue")
+    run = journal.start_run("Subject")
+    other = Store(tmp_path / "db")
+    other.db.execute("PRAGMA busy_timeout=100")
+    written = []
+
+    def slow_reader():
+        for n in range(3):
+            yield [(f"u{n}@example.com", record(f"u{n}@example.com", "", {}))]
+            other.suppress([Suppression(f"x{n}@example.com", "bounced", "sendgrid:bounces")])  # would wait
+            written.append(n)
+
+    assert journal.add(slow_reader(), run) == (3, 3)
+    assert written == [0, 1, 2]
+
+
+def test_a_declined_run_restores_what_it_changed(tmp_path):
+    _, journal, first_run = journal_with(tmp_path, ["a@example.com", "b@example.com"])
+    journal.record_skips(first_run, 2, 0, 0, 0)
+    second = journal.start_run("Subject", "/lists/other.csv")
+    journal.add([[(a, record(a, "", {})) for a in ("b@example.com", "c@example.com")]], second)
+    assert journal.stale(second) == {"": 1}  # a@ came from a run that recorded no list
+    journal.discard(second)
+    assert journal.counts()[PENDING] == 2
+    assert sorted(journal.addresses_with(PENDING)) == ["a@example.com", "b@example.com"]
+    assert journal.summary()["not_on_list"] == 0, "b@ belongs to the first run's list again"

@@ -15,6 +15,7 @@ from newsletter_cli.cli import cli
 from newsletter_cli.config import load_config
 from newsletter_cli.errors import NewsletterError
 from newsletter_cli.send import _ListReader, parse_send_at
+from newsletter_cli.store import Store, Suppression
 from newsletter_cli.unsubscribe import Endpoint
 
 from .conftest import interrupt, newsletter_process
@@ -552,3 +553,77 @@ def test_sendgrid_out_of_reach_stops_the_send_with_everyone_pending(runner, news
     monkeypatch.setenv("SENDGRID_API_HOST", sendgrid.url)
     assert send(runner, "--yes").exit_code == 0
     assert delivered(sendgrid) == Counter({email: 1 for email in emails})
+
+
+# --- a resume never drops people -------------------------------------------------------------
+
+
+def test_the_resume_hint_repeats_the_list(runner, newsletter, sendgrid):
+    (newsletter / "other.csv").write_text("email\n" + "".join(f"o{i}@example.com\n" for i in range(5)))
+    result = send(runner, "--yes", "--list", "other.csv", "--limit", "2")
+    assert result.output.splitlines()[-1] == (
+        f"Sent to 2 (--limit); 3 still pending: run 'newsletter send {ISSUE} --list other.csv' to continue."
+    )
+
+
+def test_another_list_never_silently_drops_pending_recipients_of_the_first(runner, newsletter, sendgrid):
+    others = [f"o{i}@example.com" for i in range(5)]
+    (newsletter / "other.csv").write_text("email\n" + "".join(f"{e}\n" for e in others))
+    write_list(newsletter, 2)
+    assert send(runner, "--yes", "--list", "other.csv", "--limit", "2").exit_code == 0
+    refused = send(runner, "--yes")  # the default list, which lacks the 3 still pending
+    assert refused.exit_code == 1
+    assert refused.output == (
+        "Error: 3 pending recipients of an earlier send of this issue came from other.csv and are not in "
+        f"subscribers.csv: finish that send with 'newsletter send {ISSUE} --list other.csv', or add "
+        "--drop-pending to drop them. Nothing was sent.\n"
+    )
+    assert addresses(runner, "pending") == set(others[2:])
+    declined = send(runner)  # no terminal: the same as answering "n"
+    assert declined.exit_code == 1
+    assert addresses(runner, "pending") == set(others[2:])
+    assert send(runner, "--yes", "--list", "other.csv").exit_code == 0
+    assert delivered(sendgrid) == Counter({e: 1 for e in others})
+
+
+def test_drop_pending_drops_them_and_says_so(runner, newsletter, sendgrid):
+    (newsletter / "other.csv").write_text("email\n" + "".join(f"o{i}@example.com\n" for i in range(5)))
+    emails = write_list(newsletter, 2)
+    send(runner, "--yes", "--list", "other.csv", "--limit", "2")
+    result = send(runner, "--yes", "--drop-pending")
+    assert result.exit_code == 0, result.output
+    assert (
+        "Skipped:     0 invalid, 0 duplicate, 0 suppressed, 0 already sent, 3 pending no longer on the list (dropped)"
+        in (result.output)
+    )
+    assert result.output.splitlines()[-1] == (
+        "Sent to 2 recipients; all 2 eligible recipients have this issue (2 more from an earlier list)."
+    )
+    assert set(delivered(sendgrid)) == {"o0@example.com", "o1@example.com", *emails}
+    counts = status(runner)
+    assert (counts["rows"], counts["not_on_list"], counts["sent"], counts["pending"]) == (2, 2, 4, 0)
+
+
+def test_a_declined_resume_keeps_everyone_pending(runner, newsletter, sendgrid):
+    write_list(newsletter, 5)
+    send(runner, "--yes", "--limit", "2")
+    assert send(runner).exit_code == 1  # declined: no terminal
+    assert len(addresses(runner, "pending")) == 3
+    assert send(runner, "--yes").exit_code == 0
+    assert sorted(delivered(sendgrid).values()) == [1] * 5
+
+
+def test_counts_add_up_when_people_unsubscribe_during_the_send(runner, newsletter, sendgrid):
+    emails = write_list(newsletter, 3000)
+    sendgrid.keep_content = False
+    sendgrid.delay = 0.02
+    process = start_send(newsletter, "--batch-size", "100", "--concurrency", "1", "--no-sync")
+    wait_for(lambda: sendgrid.batches >= 3)
+    leaving = emails[-280:]
+    with Store.for_folder(newsletter / ".newsletter") as store:
+        store.suppress(Suppression(e, "unsubscribed", "endpoint") for e in leaving)
+    out, err = process.communicate(timeout=120)
+    assert process.returncode == 0, out + err
+    counts = assert_the_journal_tells_the_truth(runner, sendgrid, emails)
+    assert counts["suppressed"] == 280 and counts["sent"] == 2720
+    assert not set(leaving) & set(delivered(sendgrid))
