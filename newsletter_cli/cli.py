@@ -28,7 +28,7 @@ from newsletter_cli.send import addresses as send_addresses
 from newsletter_cli.send import status as send_status
 from newsletter_cli.sendgrid_api import KEY_ENV, SendGrid
 from newsletter_cli.store import REASONS, Store
-from newsletter_cli.subscribers import DUPLICATE, INVALID, Counts, scan
+from newsletter_cli.subscribers import DUPLICATE, INVALID, Counts, any_issue_budget, scan
 
 ISSUE_PATH = click.Path(exists=False, dir_okay=False, path_type=Path)
 
@@ -168,8 +168,9 @@ def subscribers_check(csv_path: Path | None, config_path: Path | None) -> None:
     path = csv_path or config.subscribers_path
     shown = display_path(path)
     counts = Counts()
+    budget = any_issue_budget(path, unsubscribe.measuring_linker(config))
     with Store.for_folder(config.state_dir) as store:
-        for row in scan(path, store.suppressed_among):
+        for row in scan(path, store.suppressed_among, budget):
             counts.add(row)
             if row.status in (INVALID, DUPLICATE):
                 click.echo(f"{shown}:{row.line}: {row.reason}")
@@ -427,6 +428,13 @@ def _show_plan(plan: Plan, sender: Sender) -> None:
         lines.append(("Check", f"{count} error{'s' * (count != 1)} ignored (--force); see 'newsletter check'"))
     for label, value in lines:
         click.echo(f"{label + ':':<13}{value}")
+    shown = display_path(sender.list_path)
+    for refused in sender.refused:
+        click.echo(f"{shown}:{refused.line}: skipped: {refused.reason}")
+    if plan.invalid > len(sender.refused):
+        click.echo(
+            f"{shown}: and {plan.invalid - len(sender.refused):,} more invalid rows: see 'newsletter subscribers check'"
+        )
 
 
 def _run_with_progress(sender: Sender, plan: Plan) -> Outcome:

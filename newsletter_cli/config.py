@@ -69,6 +69,9 @@ class Config:
         return "sendgrid" if self.unsubscribe_group_id is not None else "endpoint"
 
 
+CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f\u2028\u2029]")  # Cc, Zl, Zp but tab and LF
+
+
 # --- value checkers: return the clean value or raise ValueError("expected ...") ---------------
 
 
@@ -77,6 +80,8 @@ def _text(value: Any) -> str:
         raise ValueError("expected a non-empty string")
     if "\n" in value.strip() or "\r" in value:
         raise ValueError("expected a single line of text")
+    if CONTROL.search(value):  # it may reach a header (the sender's name does)
+        raise ValueError("expected text without control characters")
     return value.strip()
 
 

@@ -15,6 +15,7 @@ from typing import Any
 
 import yaml
 
+from newsletter_cli.config import CONTROL
 from newsletter_cli.errors import IssueError
 
 DEFAULT_TEMPLATE = "newsletter.mjml.j2"
@@ -111,7 +112,10 @@ def _one_line(value: Any, fail: Any) -> str:
         raise fail("expected non-empty text")
     if "\n" in value.strip():
         raise fail("expected a single line")
-    return " ".join(value.split())
+    value = " ".join(value.split())
+    if CONTROL.search(value):  # the subject is a header
+        raise fail("expected text without control characters")
+    return value
 
 
 def _date(value: Any, fail: Any) -> dt.date | None:

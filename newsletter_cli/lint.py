@@ -20,7 +20,7 @@ import lxml.html
 from markdown_it import MarkdownIt
 from markdown_it.token import Token
 
-from newsletter_cli import mime, subscribers, unsubscribe
+from newsletter_cli import merge, mime, subscribers, unsubscribe
 from newsletter_cli.config import Config
 from newsletter_cli.errors import IssueError, RenderError, display_path
 from newsletter_cli.issue import Issue, load_issue
@@ -86,7 +86,7 @@ def findings(
         *_css(issue.body, issue.body_line, file),
         *_templates(issue, config),
         *_rendered(rendered, config, file, issue.body, issue.body_line),
-        *(_merge_fields(rendered, path, columns, file, read_list) if columns is not None else ()),
+        *(_merge_fields(rendered, config, path, columns, file, read_list) if columns is not None else ()),
     ]
     return sorted(set(found), key=Finding.sort_key), notes
 
@@ -382,7 +382,7 @@ def _contrast(document: lxml.html.HtmlElement, body: str, body_line: int, file: 
 
 
 def _merge_fields(
-    rendered: Rendered, path: Path, columns: frozenset[str], file: str, read_list: bool
+    rendered: Rendered, config: Config, path: Path, columns: frozenset[str], file: str, read_list: bool
 ) -> Iterator[Finding]:
     fields = rendered.issue_fields
     for field in fields:
@@ -394,11 +394,12 @@ def _merge_fields(
                 "merge-field-unknown",
                 f"subscriber.{field.name} is not a column of {path.name} and has no | default(...)",
             )
-    watched = [f for f in fields if f.default is None and f.name in columns]
-    if not watched or not read_list:
+    if not read_list:
         return
+    watched = [f for f in fields if f.default is None and f.name in columns]
     empty = dict.fromkeys(watched, 0)
     total = 0
+    budget = merge.Budget(rendered.fields, unsubscribe.measuring_linker(config))
     for row in subscribers.scan(path):
         if row.status != subscribers.VALID:
             continue
@@ -406,6 +407,11 @@ def _merge_fields(
         for field in watched:
             if not row.fields.get(field.name):
                 empty[field] += 1
+        size = budget.over(row.email, row.fields)
+        if size is not None:
+            yield Finding(
+                str(path), row.line, ERROR, "merge-value-too-long", budget.reason(size, row.fields) + ": not sent"
+            )
     for field, count in empty.items():
         if count:
             yield Finding(

@@ -12,7 +12,7 @@ import hashlib
 import html
 import re
 import sys
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -27,6 +27,8 @@ UNSUBSCRIBE_FIELD = "unsubscribe_url"
 DEFAULT_FILTERS = ("default", "d")
 NEUTRAL, HTML_CONTEXT, TEXT_CONTEXT = "NLF", "NLH", "NLT"
 TOKEN_RE = re.compile(r"NL([FHT])([0-9a-f]{10})")
+TOKEN_LENGTH = 13
+SUBSTITUTION_LIMIT = 10_000  # SendGrid: bytes of substitutions (keys and values) per recipient
 
 
 @dataclass(frozen=True)
@@ -50,6 +52,11 @@ class MergeField:
     def value(self, row: Mapping[str, str]) -> str:
         """An empty cell counts as missing, so the default applies to it."""
         return row.get(self.name) or self.default or ""
+
+
+# What every template may show besides the issue's own fields: the address, and the link
+# (escape-free, config.py makes sure), which one token then serves in both parts.
+FOOTER_FIELDS = (MergeField("email", None, 0), MergeField(UNSUBSCRIBE_FIELD, None, 0, safe=True))
 
 
 class _Field:
@@ -204,3 +211,46 @@ def fill(text: str, context: str, fields: Iterable[MergeField], row: Mapping[str
     """Put one subscriber's values in: html-escaped in the html part, as they are elsewhere."""
     values = substitutions(context, fields, row)
     return TOKEN_RE.sub(lambda m: values.get(m.group(0), m.group(0)), text)
+
+
+class Budget:
+    """Whether one recipient's substitutions fit SendGrid's 10,000 bytes: one over it fails its
+    whole batch, every time, so such a row is refused up front instead.
+
+    ``link`` makes a recipient's unsubscribe link (only its length matters). Most rows are far
+    below the limit, which a bound on their length shows without escaping anything."""
+
+    def __init__(self, fields: Iterable[MergeField], link: Callable[[str], str]):
+        self.fields = tuple(fields)
+        self.link = link
+        fixed = sum(2 * TOKEN_LENGTH + 10 * len(f.default or "") for f in self.fields)
+        self._room = SUBSTITUTION_LIMIT - fixed - len(link("")) - 64
+
+    def weigh(self, email: str, values: Mapping[str, str]) -> int:
+        """The size as SendGrid counts it (UTF-8 keys and values) of these fields: exact, or a
+        little more when a footer field is counted that the template turns out not to show."""
+        row = {**values, "email": email, UNSUBSCRIBE_FIELD: self.link(email)}
+        return sum(len(k.encode()) + len(v.encode()) for k, v in _pairs(self.fields, row))
+
+    def over(self, email: str, values: Mapping[str, str]) -> int | None:
+        """The size when it is over the limit, else None."""
+        # a character is at most 4 bytes, 6 once html-escaped; an address also sits in its link
+        if 12 * (2 * len(email) + sum(map(len, values.values()))) < self._room:
+            return None
+        size = self.weigh(email, values)
+        return size if size > SUBSTITUTION_LIMIT else None
+
+    def reason(self, size: int, values: Mapping[str, str]) -> str:
+        longest = max(values, key=lambda k: len(values[k]), default="email")
+        return (
+            f"merge values too long: {size:,} bytes for this subscriber, SendGrid takes at most "
+            f"{SUBSTITUTION_LIMIT:,} (the longest is the {longest} column)"
+        )
+
+
+def _pairs(fields: Iterable[MergeField], row: Mapping[str, str]) -> Iterator[tuple[str, str]]:
+    for field in fields:
+        value = field.value(row)
+        yield field.token(TEXT_CONTEXT), value
+        if not field.safe:
+            yield field.token(HTML_CONTEXT), html.escape(value)

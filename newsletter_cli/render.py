@@ -33,8 +33,7 @@ SENDGRID_UNSUBSCRIBE_TAG = "<%asm_group_unsubscribe_raw_url%>"
 GMAIL_CLIP_BYTES = 102 * 1024
 WARN_BYTES = 90 * 1024
 SAMPLE_EMAIL = "subscriber@example.com"  # who a preview is for when there is no list
-EMAIL_FIELD = MergeField("email", None, 0)
-UNSUBSCRIBE_FIELD = MergeField(merge.UNSUBSCRIBE_FIELD, None, 0, safe=True)  # config.py keeps it escape-free
+EMAIL_FIELD, UNSUBSCRIBE_FIELD = merge.FOOTER_FIELDS
 # premailer adds these presentational attributes from CSS; MJML already sets what Outlook needs.
 BASIC_ATTRIBUTES = ["width", "height", "bgcolor", "align", "valign", "background", "border"]
 PREHEADER_STYLE = (

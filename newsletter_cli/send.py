@@ -56,6 +56,7 @@ UNSUBSCRIBE = merge.UNSUBSCRIBE_FIELD
 MAX_WORKERS = 2  # processes building requests; each runs several request threads
 MAX_CONTENT_BYTES = 10 * 1024 * 1024  # html + text, leaving room under the 30 MB request limit
 MAX_SCHEDULE = dt.timedelta(hours=72)
+SHOWN_REFUSALS = 10  # invalid rows named in a send's summary; `subscribers check` lists them all
 BATCH_ERRORS = (400, 413)  # SendGrid refused this batch's content: the other batches may go on
 NEEDS_ESCAPE = re.compile(r"[&<>\"']")  # most values need no escaping: skip html.escape for them
 
@@ -164,7 +165,11 @@ class Sender:
         self.issue_path = issue_path
         self.columns = subscribers.columns(self.list_path)
         self.issue = load_issue(issue_path)
-        self.kept = sorted({f.name for f in issue_fields(self.issue, self.columns)})
+        fields = issue_fields(self.issue, self.columns)
+        self.kept = sorted({f.name for f in fields})
+        # each row's merge values must fit SendGrid's limit: one that does not fails its whole batch
+        self.budget = merge.Budget((*fields, *merge.FOOTER_FIELDS), unsubscribe.measuring_linker(config))
+        self.refused: list[subscribers.Refused] = []  # the first rows skipped, with why
         self.secret = unsubscribe.load_secret(self.environ) if config.unsubscribe_mode == "endpoint" else b""
         self.slug = self.issue.slug
         self.rendered: Rendered | None = None  # set by prepare() or dry_run()
@@ -256,7 +261,7 @@ class Sender:
                 self.journal.requeue(FAILED)
             if self.options.resend_uncertain:
                 self.journal.requeue(UNCERTAIN)
-            reader = _ListReader(self.list_path, self.kept, self._lock)
+            reader = _ListReader(self.list_path, self.kept, self._lock, self.budget)
             syncing: Future[dict[str, int] | None] | None = None
 
             def rendered_then_sync() -> Future[dict[str, int] | None]:
@@ -283,6 +288,7 @@ class Sender:
                 self.journal.discard(run)
                 raise
         self._refuse_foreign_pending(run)
+        self.refused = reader.refused
         counts = subscribers.Counts()
         counts.invalid = reader.invalid
         counts.duplicates = reader.valid - listed
@@ -474,7 +480,7 @@ class Sender:
             batch: list[str] = []
             files = 0
             to_send = 0
-            for chunk in _valid_chunks(self.list_path, self.store, counts):
+            for chunk in _valid_chunks(self.list_path, self.store, counts, self.budget, self.refused):
                 done = self.journal.sent_among([row.key for row in chunk])
                 for row in chunk:
                     if row.key in done or (self.options.limit is not None and to_send >= self.options.limit):
@@ -690,17 +696,19 @@ class _ListReader:
     """Reads and validates the list in a second process while this one writes the journal, so
     planning a large send uses two cores. Yields chunks of (key, journal record)."""
 
-    def __init__(self, path: Path, kept: list[str], lock: Any = None):
+    def __init__(self, path: Path, kept: list[str], lock: Any = None, budget: merge.Budget | None = None):
         self.path = path
         self.kept = kept
         self.lock = lock
+        self.budget = budget
         self.valid = 0
         self.invalid = 0
+        self.refused: list[subscribers.Refused] = []
 
     def __iter__(self) -> Iterator[list[tuple[str, str]]]:
         context = multiprocessing.get_context("fork")
         chunks: Any = context.Queue(maxsize=8)  # bounded: memory stays flat however long the list
-        args = (self.path, self.kept, chunks, os.getpid(), self.lock)
+        args = (self.path, self.kept, chunks, os.getpid(), self.lock, self.budget)
         process = context.Process(target=_read_list, args=args, daemon=True)
         process.start()
         finished = False
@@ -719,7 +727,7 @@ class _ListReader:
                 elif kind == "error":
                     raise SubscriberError(payload)
                 else:
-                    self.valid, self.invalid = payload
+                    self.valid, self.invalid, self.refused = payload
                     finished = True
                     return
         finally:
@@ -730,7 +738,7 @@ class _ListReader:
                 process.kill()
 
 
-def _read_list(path: Path, kept: list[str], out: Any, parent: int, lock: Any) -> None:
+def _read_list(path: Path, kept: list[str], out: Any, parent: int, lock: Any, budget: merge.Budget | None) -> None:
     _forked(lock)
 
     def hand_over(item: tuple[str, Any]) -> None:
@@ -743,11 +751,14 @@ def _read_list(path: Path, kept: list[str], out: Any, parent: int, lock: Any) ->
                     os._exit(0)
 
     valid = invalid = 0
+    refused: list[subscribers.Refused] = []
     records: list[tuple[str, str]] = []
     try:
-        for found in subscribers.addresses(path, kept):
-            if found is None:
+        for found in subscribers.addresses(path, kept, budget):
+            if isinstance(found, subscribers.Refused):
                 invalid += 1
+                if len(refused) < SHOWN_REFUSALS:
+                    refused.append(found)
                 continue
             valid += 1
             email, name, values = found
@@ -760,7 +771,7 @@ def _read_list(path: Path, kept: list[str], out: Any, parent: int, lock: Any) ->
         return
     if records:
         hand_over(("rows", records))
-    hand_over(("done", (valid, invalid)))
+    hand_over(("done", (valid, invalid, refused)))
 
 
 def envelope(config: Config, rendered: Rendered, send_at: dt.datetime | None = None) -> dict[str, Any]:
@@ -827,10 +838,14 @@ def send_test(
     return address
 
 
-def _valid_chunks(path: Path, store: Store, counts: subscribers.Counts) -> Iterator[list[subscribers.Row]]:
+def _valid_chunks(
+    path: Path, store: Store, counts: subscribers.Counts, budget: merge.Budget, refused: list[subscribers.Refused]
+) -> Iterator[list[subscribers.Row]]:
     chunk: list[subscribers.Row] = []
-    for row in subscribers.scan(path, store.suppressed_among):
+    for row in subscribers.scan(path, store.suppressed_among, budget):
         counts.add(row)
+        if row.status == subscribers.INVALID and len(refused) < SHOWN_REFUSALS:
+            refused.append(subscribers.Refused(row.line, row.reason))
         if row.status == subscribers.VALID:
             chunk.append(row)
             if len(chunk) == 500:

@@ -627,3 +627,82 @@ def test_counts_add_up_when_people_unsubscribe_during_the_send(runner, newslette
     counts = assert_the_journal_tells_the_truth(runner, sendgrid, emails)
     assert counts["suppressed"] == 280 and counts["sent"] == 2720
     assert not set(leaving) & set(delivered(sendgrid))
+
+
+# --- values that would break a batch or a header ---------------------------------------------
+
+
+def write_long_row_list(folder: Path) -> None:
+    """Row 3 (line 4) has a 6,000-character value: used twice, each with its html twin, far over SendGrid's
+    10,000 bytes of substitutions, which would fail its whole batch."""
+    rows = ["a@example.com,Ana", f'b@example.com,"{"&" * 600}"', f"c@example.com,{'x' * 6000}", "d@example.com,Dee"]
+    (folder / "subscribers.csv").write_text("email,first_name\n" + "\n".join(rows) + "\n")
+
+
+def test_a_row_over_sendgrids_substitution_limit_is_refused_up_front_not_its_batch(runner, newsletter, sendgrid):
+    write_long_row_list(newsletter)
+    result = send(runner, "--yes")
+    assert result.exit_code == 0, result.output
+    assert (
+        "subscribers.csv:4: skipped: merge values too long: 24,197 bytes for this subscriber, "
+        "SendGrid takes at most 10,000 (the longest is the first_name column)"
+    ) in result.output
+    assert "Skipped:     1 invalid," in result.output
+    assert set(delivered(sendgrid)) == {"a@example.com", "b@example.com", "d@example.com"}
+    counts = status(runner)
+    assert (counts["sent"], counts["invalid"], counts["failed"]) == (3, 1, 0)
+
+
+def test_the_same_row_is_refused_by_subscribers_check_check_and_the_dry_run(runner, newsletter, sendgrid):
+    write_long_row_list(newsletter)
+    checked = runner.invoke(cli, ["subscribers", "check"])
+    assert checked.exit_code == 1
+    assert checked.output.splitlines()[0].startswith("subscribers.csv:4: merge values too long: ")
+    assert checked.output.splitlines()[-1] == "subscribers.csv: 4 rows: 3 valid, 1 invalid, 0 duplicates, 0 suppressed"
+    linted = runner.invoke(cli, ["check", ISSUE])
+    assert linted.exit_code == 1
+    assert f"{newsletter / 'subscribers.csv'}:4: error: merge values too long: " in linted.output
+    dry = send(runner, "--dry-run")
+    assert "subscribers.csv:4: skipped: merge values too long" in dry.output
+    payload = json.loads((newsletter / "build" / "test-dry-run" / "batch-0001.json").read_text())
+    sent_to = [p["to"][0]["email"] for p in payload["personalizations"]]
+    assert sent_to == ["a@example.com", "b@example.com", "d@example.com"]
+
+
+CONTROL_CHARACTERS = "\x00\x0b\x0c\x85\u2028\u2029\x1b"
+
+
+def test_control_characters_in_merge_values_never_reach_a_header(runner, newsletter, sendgrid):
+    (newsletter / "subscribers.csv").write_text(
+        f"email,first_name,last_name\na@example.com,An{CONTROL_CHARACTERS}a,Li{CONTROL_CHARACTERS}\n", encoding="utf-8"
+    )
+    dry = send(runner, "--dry-run")
+    assert dry.exit_code == 0, dry.output
+    eml = (newsletter / "build" / "test-dry-run" / "sample.eml").read_bytes()
+    head = eml.split(b"\r\n\r\n", 1)[0] if b"\r\n\r\n" in eml else eml.split(b"\n\n", 1)[0]
+    assert b"Subject: News for An a" in head
+    assert not any(chr(c).encode() in head for c in (0, 0x0B, 0x0C, 0x1B))
+    assert send(runner, "--yes").exit_code == 0
+    [mail] = sendgrid.deliveries
+    assert mail.subject == "News for An a"
+    assert mail.name == "An a Li"
+
+
+def test_the_size_it_refuses_by_is_the_size_sendgrid_counts_or_a_little_more(runner, newsletter, sendgrid):
+    """Before the template is rendered it cannot know whether it shows the address: it counts it."""
+    from newsletter_cli import merge, unsubscribe
+    from newsletter_cli.issue import load_issue
+    from newsletter_cli.render import issue_fields
+
+    write_long_row_list(newsletter)
+    send(runner, "--dry-run")
+    payload = json.loads((newsletter / "build" / "test-dry-run" / "batch-0001.json").read_text())
+    config = load_config(newsletter / "newsletter.toml", environ={})
+    budget = merge.Budget(
+        (*issue_fields(load_issue(newsletter / ISSUE)), *merge.FOOTER_FIELDS), unsubscribe.measuring_linker(config)
+    )
+    for person, first_name in zip(payload["personalizations"], ["Ana", "&" * 600, "Dee"], strict=True):
+        counted = sum(len(k.encode()) + len(v.encode()) for k, v in person["substitutions"].items())
+        email = person["to"][0]["email"]
+        address_twice = 2 * (merge.TOKEN_LENGTH + len(email))
+        assert budget.weigh(email, {"first_name": first_name}) == counted + address_twice
