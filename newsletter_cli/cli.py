@@ -26,7 +26,7 @@ from newsletter_cli.issue import new_issue
 from newsletter_cli.send import Outcome, Plan, Progress, Sender, SendError, SendOptions, parse_send_at, send_test
 from newsletter_cli.send import addresses as send_addresses
 from newsletter_cli.send import status as send_status
-from newsletter_cli.sendgrid_api import KEY_ENV, SendGrid
+from newsletter_cli.sendgrid_api import KEY_ENV, SendGrid, Timing
 from newsletter_cli.store import REASONS, Store
 from newsletter_cli.subscribers import DUPLICATE, INVALID, Counts, any_issue_budget, scan
 
@@ -258,9 +258,12 @@ def unsubscribes_sync(config_path: Path | None) -> None:
         SENDGRID_API_KEY=... newsletter unsubscribes sync
     """
     config = _config(config_path)
-    api = SendGrid(os.environ.get(KEY_ENV, ""), config.sendgrid_host)
+    api = SendGrid(os.environ.get(KEY_ENV, ""), config.sendgrid_host, timing=Timing.from_environ())
     with Store.for_folder(config.state_dir) as store:
+        told = suppressions.push_pending(store, api)
         learned = suppressions.sync(store, api, config.unsubscribe_group_id)
+    if told:
+        click.echo(f"Told SendGrid of {told} unsubscribe{'s' * (told != 1)} the endpoint had recorded")
     total = sum(learned.values())
     detail = ", ".join(f"{count} {name}" for name, count in learned.items())
     click.echo(f"Learned {total} new suppression{'s' * (total != 1)} from SendGrid ({detail})")
@@ -291,6 +294,7 @@ def serve_unsubscribe(host: str, port: int, config_path: Path | None) -> None:
     except KeyboardInterrupt:
         click.echo("Stopped.")
     finally:
+        endpoint.close()
         server.server_close()
 
 

@@ -9,6 +9,7 @@ only read the journal; the parent process alone writes it, so its record stays e
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import fcntl
 import gc
@@ -231,6 +232,8 @@ class Sender:
             return None
         assert self.api is not None
         with Store.for_folder(self.config.state_dir) as store:
+            with contextlib.suppress(SendGridError):  # kept for later; it stops no send
+                suppressions.push_pending(store, self.api)
             return suppressions.sync(store, self.api, self.config.unsubscribe_group_id)
 
     def _accept(self, rendered: Rendered, check_errors: list[str]) -> None:

@@ -132,6 +132,8 @@ class Store:
             self._migrate()
         except sqlite3.Error as exc:
             raise failure(exc, path) from None
+        except OSError as exc:
+            raise StoreError(f"cannot create the state database: {exc.strerror or exc}", path) from None
 
     @classmethod
     def for_folder(cls, state_dir: Path) -> Store:

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from newsletter_cli.errors import NewsletterError
-from newsletter_cli.sendgrid_api import SUPPRESSION_LISTS, SendGrid
+from newsletter_cli.sendgrid_api import SUPPRESSION_LISTS, SendGrid, SendGridError
 from newsletter_cli.store import Store, Suppression
 from newsletter_cli.subscribers import normalize_address, read_rows
 
@@ -64,3 +64,22 @@ def sync(store: Store, api: SendGrid, group_id: int | None) -> dict[str, int]:
             Suppression(e, "unsubscribed", f"sendgrid:group {group_id}") for e in emails
         )
     return learned
+
+
+def push_pending(store: Store, api: SendGrid) -> int:
+    """Tell SendGrid of the unsubscribes the endpoint recorded but could not yet pass on (its
+    global suppressions), oldest first; returns how many it took. A failure keeps them for the
+    next try and is raised."""
+    told = 0
+    while emails := store.pushes(PUSH_BATCH):
+        try:
+            api.add_global_suppressions(emails)
+        except SendGridError as exc:
+            store.push_failed(emails, exc.message)
+            raise
+        store.pushed(emails)
+        told += len(emails)
+    return told
+
+
+PUSH_BATCH = 1000

@@ -17,6 +17,7 @@ import hmac
 import html
 import os
 import sys
+import threading
 from collections.abc import Callable, Mapping
 from email.parser import BytesParser
 from email.policy import HTTP
@@ -30,8 +31,8 @@ from wsgiref.simple_server import make_server as wsgi_make_server
 from newsletter_cli.config import Config, load_config
 from newsletter_cli.errors import ConfigError, NewsletterError
 from newsletter_cli.render import SENDGRID_UNSUBSCRIBE_TAG
-from newsletter_cli.sendgrid_api import KEY_ENV, SendGrid, SendGridError
-from newsletter_cli.store import Store, Suppression
+from newsletter_cli.sendgrid_api import KEY_ENV, SendGrid, SendGridError, Stopped, Timing
+from newsletter_cli.store import Store, StoreError, Suppression
 
 SECRET_ENV = "NEWSLETTER_SECRET"
 MIN_SECRET_LENGTH = 16
@@ -202,13 +203,22 @@ button {{ font: inherit; font-weight: 600; color: #fff; background: #0a5c63; bor
 
 
 class Endpoint:
-    """The WSGI application behind `newsletter serve-unsubscribe` and any WSGI server."""
+    """The WSGI application behind `newsletter serve-unsubscribe` and any WSGI server.
+
+    A POST is answered as soon as the suppression is stored here; SendGrid is told in the
+    background (``Pusher``), so a slow or unreachable SendGrid never holds a request up."""
 
     def __init__(self, config: Config, secret: bytes, api: SendGrid | None = None, log: Any = None):
         self.config = config
         self.secret = secret
         self.api = api
         self.log = log or sys.stderr
+        self._writing = threading.Lock()  # one writer at a time here: SQLite's own wait is unfair
+        self.pusher = Pusher(config.state_dir, api, self.log) if api is not None else None
+
+    def close(self) -> None:
+        if self.pusher is not None:
+            self.pusher.close()
 
     def __call__(self, environ: Environ, start_response: StartResponse) -> list[bytes]:
         method = environ.get("REQUEST_METHOD", "GET")
@@ -222,7 +232,16 @@ class Endpoint:
                 method,
             )
         query = parse_qs(environ.get("QUERY_STRING", ""))
-        form = _form(environ) if method == "POST" else {}
+        try:
+            form = _form(environ) if method == "POST" else {}
+        except ValueError:
+            return self._page(
+                start_response,
+                "400 Bad Request",
+                "Bad request",
+                "<h1>This request could not be read</h1>",
+                method=method,
+            )
         if form is None:
             return self._page(
                 start_response, "413 Content Too Large", "Too large", "<h1>Request too large</h1>", method=method
@@ -239,7 +258,17 @@ class Endpoint:
         shown = html.escape(address)
         name = html.escape(self.config.name)
         if method == "POST":
-            self._unsubscribe(address)
+            try:
+                self._unsubscribe(address)
+            except StoreError as exc:
+                print(f"newsletter: could not record an unsubscribe: {exc.message}", file=self.log)
+                content = (
+                    "<h1>Please try again in a few minutes</h1>"
+                    "<p>Your request could not be recorded just now. Nothing has changed yet.</p>"
+                )
+                return self._page(
+                    start_response, "503 Service Unavailable", "Try again", content, [("Retry-After", "120")], method
+                )
             content = (
                 "<h1>You are unsubscribed</h1>"
                 f"<p><strong>{shown}</strong> will no longer receive the {name} newsletter.</p>"
@@ -254,13 +283,10 @@ class Endpoint:
         return self._page(start_response, "200 OK", "Unsubscribe", content, method=method)
 
     def _unsubscribe(self, address: str) -> None:
-        with Store.for_folder(self.config.state_dir) as store:
-            store.suppress([Suppression(address, "unsubscribed", "endpoint")])
-        if self.api is not None:
-            try:
-                self.api.add_global_suppressions([address])
-            except SendGridError as exc:  # the local record stands: sends from this folder honour it
-                print(f"newsletter: could not add an unsubscribe to SendGrid: {exc.message}", file=self.log)
+        with self._writing, Store.for_folder(self.config.state_dir) as store:
+            store.suppress([Suppression(address, "unsubscribed", "endpoint")], push=self.pusher is not None)
+        if self.pusher is not None:
+            self.pusher.wake()
 
     def _page(
         self,
@@ -279,7 +305,8 @@ class Endpoint:
 
 
 def _form(environ: Environ) -> dict[str, list[str]] | None:
-    """The fields of a form-urlencoded or multipart POST body; None when it is too large."""
+    """The fields of a form-urlencoded or multipart POST body; None when it is too large;
+    ValueError when it cannot be read (an unknown charset, say)."""
     try:
         length = int(environ.get("CONTENT_LENGTH") or 0)
     except ValueError:
@@ -294,9 +321,60 @@ def _form(environ: Environ) -> dict[str, list[str]] | None:
         for part in message.iter_parts() if message.is_multipart() else ():
             name = part.get_param("name", header="content-disposition")
             if name:
-                fields.setdefault(str(name), []).append(part.get_content().strip())
+                try:
+                    value = part.get_content()
+                except (LookupError, UnicodeError, KeyError) as exc:
+                    raise ValueError(f"unreadable form part: {exc}") from None
+                fields.setdefault(str(name), []).append(str(value).strip())
         return fields
     return parse_qs(raw.decode("utf-8", "replace"))
+
+
+class Pusher:
+    """Tells SendGrid of the endpoint's unsubscribes in the background. They wait in the store
+    (``pushes``) until SendGrid has taken them, so none is lost when SendGrid is unreachable or
+    the server stops; ``unsubscribes sync`` and ``send`` pass on whatever is left."""
+
+    def __init__(self, state_dir: Path, api: SendGrid, log: Any, retry: float = 120.0):
+        self.state_dir = state_dir
+        self.api = api
+        self.log = log
+        self.retry = retry
+        self._woken = threading.Event()
+        self._stopped = threading.Event()
+        self.api.stop = self._stopped  # stopping cuts a retry wait short
+        self._thread: threading.Thread | None = None
+        self._starting = threading.Lock()
+
+    def wake(self) -> None:
+        with self._starting:  # started on first use: a WSGI server may fork its workers first
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._run, daemon=True, name="sendgrid-push")
+                self._thread.start()
+        self._woken.set()
+
+    def close(self) -> None:
+        self._stopped.set()
+        self._woken.set()
+
+    def _run(self) -> None:
+        from newsletter_cli.suppressions import push_pending
+
+        wait: float | None = None
+        while True:
+            self._woken.wait(wait)
+            self._woken.clear()
+            if self._stopped.is_set():
+                return
+            try:
+                with Store.for_folder(self.state_dir) as store:
+                    push_pending(store, self.api)
+                wait = None
+            except Stopped:
+                return
+            except (SendGridError, StoreError) as exc:
+                print(f"newsletter: SendGrid not yet told of an unsubscribe ({exc.message}); retrying", file=self.log)
+                wait = self.retry
 
 
 def app_from_environment(environ: Mapping[str, str] | None = None) -> Endpoint:
@@ -308,7 +386,8 @@ def app_from_environment(environ: Mapping[str, str] | None = None) -> Endpoint:
     if config.unsubscribe_url is None:
         raise ConfigError("the unsubscribe endpoint needs [unsubscribe] url in newsletter.toml")
     key = environ.get(KEY_ENV)
-    return Endpoint(config, load_secret(environ), SendGrid(key, config.sendgrid_host) if key else None)
+    api = SendGrid(key, config.sendgrid_host, timing=Timing.from_environ(environ)) if key else None
+    return Endpoint(config, load_secret(environ), api)
 
 
 def app(environ: Environ, start_response: StartResponse) -> list[bytes]:
@@ -329,6 +408,7 @@ class _QuietHandler(WSGIRequestHandler):
 
 class _ThreadingServer(ThreadingMixIn, WSGIServer):
     daemon_threads = True
+    request_queue_size = 1024  # the default 5 made the kernel drop one-click POSTs under load
 
 
 def make_server(host: str, port: int, endpoint: Endpoint) -> WSGIServer:
