@@ -12,6 +12,7 @@ import re
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import jinja2
 from markupsafe import Markup
@@ -21,6 +22,9 @@ from newsletter_cli.config import Config, load_config
 from newsletter_cli.errors import NewsletterError, SubscriberError
 from newsletter_cli.issue import load_issue
 from newsletter_cli.render import GMAIL_CLIP_BYTES, SAMPLE_EMAIL, WARN_BYTES, Message, Rendered, render
+
+if TYPE_CHECKING:
+    from newsletter_cli import preview
 
 PAGE = jinja2.Environment(
     loader=jinja2.FileSystemLoader(Path(__file__).parent), autoescape=True, undefined=jinja2.StrictUndefined
@@ -82,6 +86,7 @@ def preview_site(
     list_path: Path | None = None,
     as_email: str | None = None,
     can_send_test: bool = False,
+    post_token: str = "",
 ) -> dict[str, tuple[str, bytes]]:
     """Everything `newsletter preview` serves, rebuilt from the files on every save."""
     config = load_config(config_path)
@@ -118,6 +123,7 @@ def preview_site(
         samples_json=Markup(json.dumps(samples).replace("</", "<\\/")),
         clip_bytes=GMAIL_CLIP_BYTES,
         can_send_test=can_send_test,
+        post_token=post_token,
     )
     site["/"] = (html_type, page.encode())
     return site
@@ -161,3 +167,27 @@ def write_files(contents: dict[Path, str]) -> None:
         for tmp, _ in staged:
             if os.path.exists(tmp):
                 os.unlink(tmp)
+
+
+def live_preview(
+    config_path: Path | None, issue_path: Path, list_path: Path | None = None, as_email: str | None = None
+) -> preview.LiveSite:
+    """`newsletter preview`'s site: rebuilt on every save, with a button that sends one [TEST]
+    copy (the form's ``to``, filled for sample ``sample``)."""
+    from newsletter_cli.preview import LiveSite, new_token
+    from newsletter_cli.send import send_test
+
+    def send_test_action(form: dict[str, str]) -> tuple[int, str]:
+        try:
+            sample = int(form.get("sample", "0") or 0)
+        except ValueError:
+            return 400, "sample must be a whole number"
+        address = send_test(load_config(config_path), issue_path, form.get("to", ""), list_path, as_email, sample)
+        return 200, f"Sent a [TEST] copy to {address}."
+
+    token = new_token()
+    return LiveSite(
+        lambda: preview_site(config_path, issue_path, list_path, as_email, can_send_test=True, post_token=token),
+        actions={"/send-test": send_test_action},
+        token=token,
+    )

@@ -595,11 +595,6 @@ def preview_command(
         click.echo(f"Sent a [TEST] copy of {issue.stem} to {address}.")
         return
 
-    def send_test_action(form: dict[str, str]) -> tuple[int, str]:
-        sample = int(form.get("sample", "0") or 0)
-        address = send_test(_config(config_path), issue, form.get("to", ""), list_path, as_email, sample)
-        return 200, f"Sent a [TEST] copy to {address}."
-
     def watched() -> list[Path]:
         templates = sorted(config.templates_dir.glob("*")) if config.templates_dir.is_dir() else []
         return [issue, config.path, list_path or config.subscribers_path, *templates]
@@ -609,10 +604,7 @@ def preview_command(
         if not no_open:
             click.launch(url)
 
-    site = preview.LiveSite(
-        lambda: build_core.preview_site(config_path, issue, list_path, as_email, can_send_test=True),
-        actions={"/send-test": send_test_action},
-    )
+    site = build_core.live_preview(config_path, issue, list_path, as_email)
     try:
         preview.serve(site, host, port, watched, ready)
     except KeyboardInterrupt:

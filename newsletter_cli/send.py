@@ -812,8 +812,8 @@ def send_test(
 ) -> str:
     """One copy to any address, "[TEST]" before the subject, filled for a sample subscriber.
 
-    Its unsubscribe link carries the placeholder token, so no secret is needed.
-    """
+    Its unsubscribe link (and List-Unsubscribe header) is signed for the test address and works:
+    a tester who tries it unsubscribes the test address, as a recipient would theirs."""
     environ = os.environ if environ is None else environ
     key = environ.get(KEY_ENV, "")
     if not key:
@@ -822,22 +822,23 @@ def send_test(
         address = subscribers.normalize_address(to)
     except ValueError as exc:
         raise SendError(f"invalid test address {to!r}: {exc}") from None
+    own_endpoint = config.unsubscribe_mode == "endpoint"
+    link = unsubscribe.link(config, unsubscribe.load_secret(environ) if own_endpoint else b"", address)
     from newsletter_cli import build
 
     rows = build.sample_rows(config, list_path, as_email)
-    row = {**rows[min(max(sample, 0), len(rows) - 1)], "unsubscribe_url": unsubscribe.sample_link(config)}
+    row = {**rows[min(max(sample, 0), len(rows) - 1)], "email": address, "unsubscribe_url": link}
     columns = subscribers.columns_if_listed(list_path or config.subscribers_path)
     rendered = render(load_issue(issue_path), config, columns)
     values = {
         **merge.substitutions(TEXT_CONTEXT, rendered.fields, row),
         **merge.substitutions(HTML_CONTEXT, rendered.fields, row),
     }
-    payload = {
-        **envelope(config, rendered),
-        "subject": "[TEST] " + rendered.subject,
-        "personalizations": [{"to": [{"email": address}], "substitutions": values}],
-    }
-    SendGrid(key, config.sendgrid_host).send_mail(payload)
+    person: dict[str, Any] = {"to": [{"email": address}], "substitutions": values}
+    if own_endpoint:
+        person["headers"] = {"List-Unsubscribe": unsubscribe.list_unsubscribe(config, link)}
+    payload = {**envelope(config, rendered), "subject": "[TEST] " + rendered.subject, "personalizations": [person]}
+    SendGrid(key, config.sendgrid_host, timing=Timing.from_environ(environ)).send_mail(payload)
     return address
 
 

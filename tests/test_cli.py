@@ -247,7 +247,8 @@ def test_serve_unsubscribe_serves_until_ctrl_c_and_exits_cleanly(folder):
     assert "Traceback" not in err
 
 
-def test_preview_send_test_sends_one_marked_copy(runner, example, sendgrid):
+def test_preview_send_test_sends_one_marked_copy(runner, example, sendgrid, monkeypatch):
+    monkeypatch.setenv("NEWSLETTER_SECRET", "a-test-secret-of-enough-length")
     result = runner.invoke(cli, ["preview", "issues/2022-12-baby-botox.md", "--send-test", "Me@Example.net"])
     assert result.exit_code == 0, result.output
     assert result.output == "Sent a [TEST] copy of 2022-12-baby-botox to Me@example.net.\n"
@@ -262,6 +263,13 @@ def test_preview_send_test_without_a_key_says_so(runner, example):
     assert result.output == (
         "Error: SENDGRID_API_KEY is not set: a test send goes through SendGrid and needs an API key\n"
     )
+
+
+def test_preview_send_test_in_own_endpoint_mode_needs_the_secret_to_sign_its_link(runner, example, sendgrid):
+    result = runner.invoke(cli, ["preview", "issues/2022-12-baby-botox.md", "--send-test", "me@example.net"])
+    assert result.exit_code == 1
+    assert result.output.startswith("Error: NEWSLETTER_SECRET is not set")
+    assert sendgrid.deliveries == []
 
 
 def test_preview_serves_until_ctrl_c_then_exits_cleanly_and_frees_the_port(example):

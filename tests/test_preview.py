@@ -1,7 +1,10 @@
+import http.client
 import json
+import re
 import statistics
 import threading
 import time
+import urllib.parse
 
 import pytest
 
@@ -9,6 +12,7 @@ from newsletter_cli import build, preview
 from newsletter_cli.config import load_config
 from newsletter_cli.errors import IssueError
 from newsletter_cli.send import send_test
+from newsletter_cli.unsubscribe import read_token
 
 # --- the server's logic, in memory -----------------------------------------------------------
 
@@ -85,9 +89,91 @@ def test_post_actions_answer_with_their_text_or_the_error():
         return 200, f"sent to {form['to']}"
 
     site = preview.LiveSite(lambda: {}, actions={"/send-test": action})
-    assert site.post("/send-test", {"to": "a@example.com"}).body == b"sent to a@example.com"
-    assert site.post("/send-test", {}).status == 400
-    assert site.post("/other", {}).status == 404
+    assert site.post("/send-test", {"to": "a@example.com"}, site.token).body == b"sent to a@example.com"
+    assert site.post("/send-test", {}, site.token).status == 400
+    assert site.post("/other", {}, site.token).status == 404
+
+
+def test_a_post_without_the_pages_token_does_nothing():
+    sent = []
+    site = preview.LiveSite(lambda: {}, actions={"/send-test": lambda form: (200, sent.append(form) or "sent")})
+    for token in ("", "guess", site.token[:-1]):
+        response = site.post("/send-test", {"to": "victim@example.com"}, token)
+        assert response.status == 403
+    assert sent == []
+
+
+def test_posts_are_limited_to_five_a_minute():
+    now = [0.0]
+    site = preview.LiveSite(lambda: {}, actions={"/send-test": lambda form: (200, "sent")}, clock=lambda: now[0])
+    assert [site.post("/send-test", {}, site.token).status for _ in range(6)] == [200] * 5 + [429]
+    now[0] = 60.0
+    assert site.post("/send-test", {}, site.token).status == 200
+
+
+def test_odd_query_values_are_a_400_not_a_crash():
+    site = preview.LiveSite(lambda: {"/": ("text/html", b"x")})
+    assert site.get("/_livereload?since=abc").status == 400
+
+
+def test_any_exception_in_a_rebuild_is_shown_and_the_next_save_still_builds():
+    results: list = [{"/": ("text/html", b"good")}, TypeError("unsupported operand"), {"/": ("text/html", b"again")}]
+
+    def build_once():
+        result = results.pop(0)
+        if isinstance(result, Exception):
+            raise result
+        return result
+
+    site = preview.LiveSite(build_once)
+    site.rebuild()
+    assert site.error == "the preview failed unexpectedly (TypeError: unsupported operand); save again to retry"
+    assert site.get("/").body == b"good"
+    site.rebuild()
+    assert (site.error, site.get("/").body) == (None, b"again")
+
+
+def test_the_watcher_survives_a_failing_rebuild(tmp_path):
+    watched = tmp_path / "issue.md"
+    watched.write_text("one")
+    calls = []
+
+    def on_change():
+        calls.append(1)
+        if len(calls) == 1:
+            raise TypeError("a bug")
+
+    watcher = preview.Watcher(lambda: [watched], on_change, interval=0.02)
+    watcher.start()
+    try:
+        for text in ("two", "three"):
+            time.sleep(0.1)
+            watched.write_text(text)
+            count = len(calls)
+            deadline = time.monotonic() + 5
+            while len(calls) == count and time.monotonic() < deadline:
+                time.sleep(0.01)
+    finally:
+        watcher.stopped.set()
+    assert calls == [1, 1]
+
+
+@pytest.mark.parametrize(
+    ("host", "allowed"),
+    [
+        ("127.0.0.1:8025", True),
+        ("localhost:8025", True),
+        ("[::1]:8025", True),
+        ("192.168.1.20:8025", True),
+        ("attacker.example:8025", False),
+        ("127.0.0.1.nip.io:8025", False),
+        ("127.0.0.1:8026", False),
+        ("127.0.0.1", False),
+        ("", False),
+    ],
+)
+def test_only_localhost_and_ip_addresses_are_hosts_it_answers(host, allowed):
+    assert preview.allowed_host(host, 8025) is allowed
 
 
 def test_the_preview_site_has_the_page_the_parts_and_a_dark_variant(example):
@@ -107,14 +193,7 @@ def served(example):
     (example / "subscribers.csv").write_text("email,first_name\nana@example.com,Ana\nlee@example.org,\n")
     issue = example / "issues" / "2022-12-baby-botox.md"
     config = example / "newsletter.toml"
-
-    def send_test_action(form):
-        to = send_test(load_config(config), issue, form.get("to", ""), sample=int(form.get("sample", "0")))
-        return 200, f"Sent a [TEST] copy to {to}."
-
-    site = preview.LiveSite(
-        lambda: build.preview_site(config, issue, can_send_test=True), actions={"/send-test": send_test_action}
-    )
+    site = build.live_preview(config, issue)
     server = preview.make_server(site, "127.0.0.1", 0)
     watcher = preview.Watcher(lambda: [issue, config, example / "subscribers.csv"], site.rebuild)
     watcher.start()
@@ -201,7 +280,8 @@ def test_saving_updates_the_open_page_by_itself_and_errors_show_then_recover(bro
 
 
 @pytest.mark.browser
-def test_the_send_test_button_sends_one_copy_for_the_chosen_subscriber(browser, served, sendgrid):
+def test_the_send_test_button_sends_one_copy_for_the_chosen_subscriber(browser, served, sendgrid, monkeypatch):
+    monkeypatch.setenv("NEWSLETTER_SECRET", "a-test-secret-of-enough-length")  # signs the copy's unsubscribe link
     url, _ = served
     page = browser.new_page(viewport={"width": 1200, "height": 900})
     page.goto(url + "#i=1")
@@ -218,3 +298,59 @@ def test_the_page_lists_what_newsletter_check_finds(folder, write_issue):
     page = build.preview_site(folder / "newsletter.toml", path)["/"][1].decode()
     assert "<summary>Check: 1 error, 0 warnings</summary>" in page
     assert '<li class="error">line 5: error: an image without alt text [image-alt]</li>' in page
+
+
+# --- other pages in the browser must not drive it --------------------------------------------
+
+
+def raw_request(url: str, method: str = "GET", headers: dict[str, str] | None = None, body: bytes = b""):
+    """A request with the headers a hostile page (or DNS rebinding) would send, Host included."""
+    parts = urllib.parse.urlsplit(url)
+    connection = http.client.HTTPConnection(parts.hostname, parts.port, timeout=10)
+    connection.putrequest(method, parts.path or "/", skip_host="Host" in (headers or {}))
+    for name, value in (headers or {}).items():
+        connection.putheader(name, value)
+    connection.putheader("Content-Length", str(len(body)))
+    connection.endheaders(body)
+    response = connection.getresponse()
+    return response.status, response.read()
+
+
+def test_a_foreign_host_is_refused_so_dns_rebinding_reads_nothing(served):
+    url, _ = served
+    assert raw_request(url)[0] == 200
+    status, body = raw_request(
+        url + "email.txt", headers={"Host": f"rebind.attacker.example:{urllib.parse.urlsplit(url).port}"}
+    )
+    assert status == 403 and b"ana@example.com" not in body
+
+
+def test_a_cross_origin_or_tokenless_post_sends_nothing(served, sendgrid, monkeypatch):
+    monkeypatch.setenv("NEWSLETTER_SECRET", "a-test-secret-of-enough-length")
+    url, _ = served
+    form = b"to=victim%40example.com&sample=0"
+    kind = {"Content-Type": "application/x-www-form-urlencoded"}
+    assert raw_request(url + "send-test", "POST", {**kind, "Origin": "https://attacker.example"}, form)[0] == 403
+    assert raw_request(url + "send-test", "POST", kind, form)[0] == 403
+    page = raw_request(url)[1].decode()
+    token = re.search(r'<meta name="preview-token" content="([^"]+)">', page).group(1)
+    status, body = raw_request(
+        url + "send-test", "POST", {**kind, "X-Preview-Token": token}, b"to=me%40example.net&sample=x"
+    )
+    assert (status, body) == (400, b"sample must be a whole number")
+    status, _ = raw_request(url + "send-test", "POST", {**kind, "X-Preview-Token": token}, b"to=me%40example.net")
+    assert status == 200
+    assert [d.email for d in sendgrid.deliveries] == ["me@example.net"]
+
+
+def test_a_test_copy_carries_a_working_unsubscribe_link_for_the_test_address(example, sendgrid, monkeypatch):
+    secret = "a-test-secret-of-enough-length"
+    monkeypatch.setenv("NEWSLETTER_SECRET", secret)
+    config = load_config(example / "newsletter.toml")
+    send_test(config, example / "issues" / "2022-12-baby-botox.md", "Me@Example.net")
+    [copy] = sendgrid.deliveries
+    header = copy.headers["List-Unsubscribe"]
+    link = header[1 : header.index(">")]
+    assert link in copy.html and link in copy.text
+    assert read_token(secret.encode(), config.list_id, link.split("token=", 1)[1]) == "me@example.net"
+    assert copy.headers["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
