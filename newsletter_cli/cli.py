@@ -11,6 +11,7 @@ import json
 import os
 import shlex
 import signal
+import sqlite3
 import sys
 from collections.abc import Callable
 from dataclasses import asdict
@@ -57,7 +58,23 @@ def _config(config_path: Path | None) -> Config:
     return load_config(config_path)
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+class _Commands(click.Group):
+    """The group every command runs in: a disk or database failure the core did not foresee is
+    still one line naming the file, never a traceback."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except sqlite3.Error as exc:
+            raise click.ClickException(f"the state database failed: {exc}") from None
+        except OSError as exc:
+            if exc.strerror is None:
+                raise
+            where = f"{display_path(Path(exc.filename))}: " if exc.filename else ""
+            raise click.ClickException(f"{where}{exc.strerror}") from None
+
+
+@click.group(cls=_Commands, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="newsletter")
 def cli() -> None:
     """Write an email newsletter in Markdown, preview it, and send it through SendGrid.

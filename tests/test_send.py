@@ -2,6 +2,8 @@ import datetime as dt
 import fcntl
 import io
 import json
+import os
+import shutil
 import signal
 import subprocess
 import time
@@ -706,3 +708,80 @@ def test_the_size_it_refuses_by_is_the_size_sendgrid_counts_or_a_little_more(run
         email = person["to"][0]["email"]
         address_twice = 2 * (merge.TOKEN_LENGTH + len(email))
         assert budget.weigh(email, {"first_name": first_name}) == counted + address_twice
+
+
+# --- one line, nothing lost ------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("command", [["send", ISSUE, "--yes"], ["status", ISSUE], ["unsubscribes", "list"]])
+def test_an_empty_state_database_is_refused_by_every_command(runner, newsletter, sendgrid, command):
+    write_list(newsletter, 3)
+    (newsletter / ".newsletter").mkdir()
+    (newsletter / ".newsletter" / "newsletter.db").write_bytes(b"")
+    result = runner.invoke(cli, command)
+    assert result.exit_code == 1
+    assert len(result.output.splitlines()) == 1
+    assert result.output.startswith("Error: .newsletter/newsletter.db: is empty (0 bytes)")
+    assert sendgrid.deliveries == []
+    assert (newsletter / ".newsletter" / "newsletter.db").read_bytes() == b""
+
+
+def test_a_damaged_state_database_is_one_line(runner, newsletter, sendgrid):
+    write_list(newsletter, 3)
+    (newsletter / ".newsletter").mkdir()
+    (newsletter / ".newsletter" / "newsletter.db").write_bytes(b"\x00garbage" * 4096)
+    result = send(runner, "--yes")
+    assert result.exit_code == 1
+    assert result.output.startswith("Error: .newsletter/newsletter.db: is damaged (file is not a database)")
+    assert len(result.output.splitlines()) == 1
+    assert sendgrid.deliveries == []
+
+
+def test_a_suppression_list_answered_with_a_web_page_is_one_line(runner, newsletter, sendgrid):
+    write_list(newsletter, 3)
+    sendgrid.fail_next(html_page(200, path="/suppression/unsubscribes"))
+    result = send(runner, "--yes")
+    assert result.exit_code == 1
+    assert result.output == (
+        f"Error: {sendgrid.url} answered GET /v3/suppression/unsubscribes with 200 text/html; charset=utf-8, "
+        "not SendGrid's JSON: is SENDGRID_API_HOST right, or is a proxy in the way?\n"
+    )
+    assert sendgrid.deliveries == []
+
+
+@pytest.fixture
+def small_disk(tmp_path):
+    """A real 8 MB file system (tmpfs), which a test can fill up and then grow."""
+    mount = tmp_path / "disk"
+    mount.mkdir()
+    made = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=8m", "tmpfs", str(mount)], capture_output=True)
+    if made.returncode != 0:
+        if os.environ.get("NEWSLETTER_REQUIRE_TOOLS"):
+            pytest.fail(f"cannot mount a tmpfs (root is needed): {made.stderr.decode().strip()}")
+        pytest.skip("cannot mount a tmpfs here (root is needed)")
+    yield mount
+    subprocess.run(["umount", "-l", str(mount)], check=False)
+
+
+def test_a_full_disk_during_a_send_is_one_line_and_the_journal_stays_exact(runner, newsletter, sendgrid, small_disk):
+    for name in ("newsletter.toml", "issues"):
+        shutil.move(str(newsletter / name), small_disk / name)
+    emails = write_list(small_disk, 3000)
+    os.chdir(small_disk)
+    sendgrid.keep_content = False
+    sendgrid.delay = 0.05
+    process = start_send(small_disk, "--batch-size", "100", "--concurrency", "2", "--no-sync")
+    wait_for(lambda: sendgrid.batches >= 3)
+    filler = small_disk / "filler"
+    subprocess.run(["dd", "if=/dev/zero", f"of={filler}", "bs=64k"], capture_output=True, check=False)
+    out, err = process.communicate(timeout=120)
+    assert process.returncode == 1, out + err
+    assert "Traceback" not in err
+    [line] = [line for line in (out + err).splitlines() if line.startswith("Error: ")]
+    assert line.startswith("Error: .newsletter/newsletter.db: the disk is full"), out + err
+    filler.unlink()
+    sendgrid.delay = 0
+    resumed = send(runner, "--yes")
+    counts = assert_the_journal_tells_the_truth(runner, sendgrid, emails)
+    assert counts["pending"] == 0
+    assert counts["sent"] + counts["uncertain"] == 3000, resumed.output

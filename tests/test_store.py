@@ -1,8 +1,10 @@
 import sqlite3
+import threading
+from pathlib import Path
 
 import pytest
 
-from newsletter_cli.store import MIGRATIONS, Store, StoreError, Suppression
+from newsletter_cli.store import MIGRATIONS, Store, StoreError, Suppression, failure
 
 
 def test_created_on_first_use_in_wal_mode_with_a_schema_version(tmp_path):
@@ -64,3 +66,55 @@ def test_an_older_database_is_migrated_and_keeps_its_suppressions(tmp_path):
         assert store.db.execute("PRAGMA user_version").fetchone()[0] == len(MIGRATIONS)
         assert [s.email for s in store.suppressions()] == ["old@example.com"]
         assert store.db.execute("SELECT count(*) FROM recipients").fetchone()[0] == 0
+
+
+def test_an_empty_file_is_refused_never_taken_for_a_new_store(tmp_path):
+    """A 0-byte newsletter.db was once silently a new store: the next send mailed all 40,000 again."""
+    path = tmp_path / "newsletter.db"
+    path.write_bytes(b"")
+    for readonly in (False, True):
+        with pytest.raises(StoreError, match=r"is empty \(0 bytes\).*Restore \.newsletter/ from a backup"):
+            Store(path, readonly=readonly)
+    assert path.read_bytes() == b""
+
+
+def test_a_damaged_file_is_refused_with_what_to_do(tmp_path):
+    path = tmp_path / "newsletter.db"
+    path.write_bytes(b"this is not a database, it is a text file someone saved here\n" * 100)
+    with pytest.raises(StoreError) as error:
+        Store(path)
+    assert error.value.message == (
+        f"{path}: is damaged (file is not a database): restore .newsletter/ from a backup; do not delete it while "
+        "any issue is being sent (its journal is what keeps people from being mailed twice)"
+    )
+
+
+def test_stores_opened_at_once_by_many_threads_all_open_the_same_new_file(tmp_path):
+    """A new store is linked into place whole, so nobody sees it at 0 bytes and refuses it."""
+    path = tmp_path / ".newsletter" / "newsletter.db"
+    errors = []
+
+    def open_and_write(n: int) -> None:
+        try:
+            with Store(path) as store:
+                store.suppress([Suppression(f"u{n}@example.com", "manual", "cli")])
+        except StoreError as exc:
+            errors.append(exc.message)
+
+    threads = [threading.Thread(target=open_and_write, args=(n,)) for n in range(20)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert errors == []
+    with Store(path) as store:
+        assert store.count_suppressions() == 20
+    assert [p.name for p in path.parent.iterdir() if not p.name.startswith("newsletter.db")] == [], "no draft left"
+
+
+def test_a_full_disk_is_one_line_saying_what_to_do():
+    failure_text = failure(sqlite3.OperationalError("database or disk is full"), Path("newsletter.db")).message
+    assert failure_text == (
+        "newsletter.db: the disk is full, so nothing more could be recorded: free some space and run the same "
+        "command again (what was recorded before stands)"
+    )
