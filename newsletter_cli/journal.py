@@ -32,7 +32,6 @@ STATUSES = (SENT, PENDING, FAILED, UNCERTAIN, IN_FLIGHT)
 # record separators, which a cell never needs: they are turned into spaces). Four times
 # cheaper than JSON to write and read, a million times per send.
 UNIT, PAIR = "\x1f", "\x1e"
-ADD_STEP = 10_000  # rows per transaction while writing a list into the journal
 _SEPARATORS = str.maketrans({UNIT: " ", PAIR: " "})
 
 
@@ -117,19 +116,14 @@ class Journal:
         The journal de-duplicates: an address already written by this run is a duplicate in the
         list (the first row wins); one written by an earlier run is marked as still listed and,
         if still pending, takes its current data. Returns (new addresses, addresses listed).
-        Rows are committed ``ADD_STEP`` at a time, which keeps the write-ahead log small; rows
+        Each chunk is committed by itself (the write-ahead log stays small, and nobody waits
+        behind the list reader for the write lock); rows
         of a run cut short are pending and unbatched, so the next run's ``settle`` (or
         ``discard``) removes those the list no longer has.
         """
         start = self._first_seq(run)
-        step: list[tuple[str, str]] = []
         for records in chunks_of_records:  # read outside any transaction: the reader may be slow
-            step.extend(records)
-            if len(step) >= ADD_STEP:
-                self._write(step, run)
-                step = []
-        if step:
-            self._write(step, run)
+            self._write(records, run)
         new = self.db.execute("SELECT count(*) FROM recipients WHERE seq > ? AND +slug = ?", (start, self.slug))
         listed = self.db.execute("SELECT count(*) FROM recipients WHERE slug = ? AND run = ?", (self.slug, run))
         return new.fetchone()[0], listed.fetchone()[0]

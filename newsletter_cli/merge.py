@@ -224,7 +224,9 @@ class Budget:
         self.fields = tuple(fields)
         self.link = link
         fixed = sum(2 * TOKEN_LENGTH + 10 * len(f.default or "") for f in self.fields)
-        self._room = SUBSTITUTION_LIMIT - fixed - len(link("")) - 64
+        # a character is at most 4 bytes, 6 once html-escaped; an address also sits in its link:
+        # a row whose address (twice) and values have fewer characters than this fits for sure
+        self.surely_fits = (SUBSTITUTION_LIMIT - fixed - len(link("")) - 64) // 12
 
     def weigh(self, email: str, values: Mapping[str, str]) -> int:
         """The size as SendGrid counts it (UTF-8 keys and values) of these fields: exact, or a
@@ -234,8 +236,7 @@ class Budget:
 
     def over(self, email: str, values: Mapping[str, str]) -> int | None:
         """The size when it is over the limit, else None."""
-        # a character is at most 4 bytes, 6 once html-escaped; an address also sits in its link
-        if 12 * (2 * len(email) + sum(map(len, values.values()))) < self._room:
+        if 2 * len(email) + sum(map(len, values.values())) < self.surely_fits:
             return None
         size = self.weigh(email, values)
         return size if size > SUBSTITUTION_LIMIT else None

@@ -102,6 +102,7 @@ class Plan:
     run: int = 0
     rows: int = 0
     dropped: int = 0  # pending recipients of an earlier run that are no longer on the list
+    sent_elsewhere: int = 0  # recipients sent by an earlier run whom this run's list lacks
 
 
 @dataclass(frozen=True)
@@ -301,11 +302,16 @@ class Sender:
         state = self.journal.counts()
         plan = self._plan(state, counts, new, learned, run)
         plan.dropped = dropped
-        plan.already_sent -= self.journal.sent_elsewhere(run)
+        # rows this run did not list were all sent to, or tried, before; they stay as they are
+        if sum(state.values()) > counts.valid:
+            plan.sent_elsewhere = self.journal.sent_elsewhere(run)
+        plan.already_sent -= plan.sent_elsewhere
         return plan
 
     def _refuse_foreign_pending(self, run: int) -> None:
         """Pending recipients an earlier run read from another list are never dropped unasked."""
+        if run == 1:
+            return  # the first run of an issue: nothing earlier can be pending
         current = self.journal.list_of(run)
         foreign = {name: count for name, count in self.journal.stale(run).items() if name != current}
         if not foreign or self.options.drop_pending:
@@ -323,7 +329,7 @@ class Sender:
 
     def outcome_counts(self, plan: Plan) -> dict[str, int]:
         """The journal's counts, and how many of the sent are not on this run's list."""
-        return {**self.journal.counts(), "sent_elsewhere": self.journal.sent_elsewhere(plan.run)}
+        return {**self.journal.counts(), "sent_elsewhere": plan.sent_elsewhere}
 
     def confirm(self, plan: Plan) -> None:
         """The user said yes: record what this run's list held, for ``status``."""

@@ -1,4 +1,3 @@
-from newsletter_cli import journal as journal_module
 from newsletter_cli.journal import (
     FAILED,
     IN_FLIGHT,
@@ -79,8 +78,7 @@ def test_a_suppression_already_known_when_planning_is_settled_before_any_batch(t
     assert emails(journal, journal.next_batch(5)) == ["u0@example.com"]
 
 
-def test_a_list_written_in_several_steps_is_deduplicated_across_them(tmp_path, monkeypatch):
-    monkeypatch.setattr(journal_module, "ADD_STEP", 2)
+def test_a_list_written_in_several_steps_is_deduplicated_across_them(tmp_path):
     store = Store(tmp_path / "db")
     journal = Journal(store, "issue")
     chunks = [[(a, record(a, "", {})) for a in pair] for pair in (["a@x.org", "b@x.org"], ["a@x.org", "c@x.org"])]
