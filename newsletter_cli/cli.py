@@ -22,7 +22,7 @@ import click
 
 from newsletter_cli import __version__, scaffold, suppressions, unsubscribe
 from newsletter_cli.config import Config, load_config
-from newsletter_cli.errors import display_path
+from newsletter_cli.errors import NewsletterError, display_path
 from newsletter_cli.issue import new_issue
 from newsletter_cli.send import Outcome, Plan, Progress, Sender, SendError, SendOptions, parse_send_at, send_test
 from newsletter_cli.send import addresses as send_addresses
@@ -59,12 +59,14 @@ def _config(config_path: Path | None) -> Config:
 
 
 class _Commands(click.Group):
-    """The group every command runs in: a disk or database failure the core did not foresee is
-    still one line naming the file, never a traceback."""
+    """The group every command runs in: the core's errors become Click's one-line ``Error:``,
+    and a disk or database failure the core did not foresee is one line too, never a traceback."""
 
     def invoke(self, ctx: click.Context) -> Any:
         try:
             return super().invoke(ctx)
+        except NewsletterError as exc:
+            raise click.ClickException(exc.message) from None
         except sqlite3.Error as exc:
             raise click.ClickException(f"the state database failed: {exc}") from None
         except OSError as exc:

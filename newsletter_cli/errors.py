@@ -1,21 +1,21 @@
-"""One family of errors: Click prints ``Error: <message>`` and exits 1, no traceback."""
+"""One family of errors, independent of any interface: the CLI prints ``Error: <message>`` and
+exits 1 (no traceback), the web apps show it in a page, `check` reports it as a finding."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
-import click
 
-
-class NewsletterError(click.ClickException):
-    """Any failure the user can fix; the message is one line naming the file and line."""
+class NewsletterError(Exception):
+    """Any failure the user can fix; ``message`` is one line naming the file and line."""
 
     def __init__(self, message: str, path: Path | str | None = None, line: int | None = None, code: str | None = None):
         self.path = Path(path) if path is not None else None
         self.line = line
         self.detail = message
         self.code = code  # for `newsletter check`, which reports it as a finding
-        super().__init__(located(message, path, line))
+        self.message = located(message, path, line)
+        super().__init__(self.message)
 
 
 def located(message: str, path: Path | str | None, line: int | None) -> str:

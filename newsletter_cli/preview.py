@@ -94,7 +94,7 @@ class LiveSite:
         try:
             site, error = self._build(), None
         except NewsletterError as exc:
-            site, error = None, exc.format_message()
+            site, error = None, exc.message
         except Exception as exc:
             site, error = (
                 None,
@@ -141,7 +141,7 @@ class LiveSite:
         try:
             status, text = action(form)
         except NewsletterError as exc:
-            status, text = 400, exc.format_message()
+            status, text = 400, exc.message
         return Response(status, "text/plain; charset=utf-8", text.encode())
 
     def _admit(self) -> bool:
