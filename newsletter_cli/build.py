@@ -175,7 +175,7 @@ def live_preview(
     """`newsletter preview`'s site: rebuilt on every save, with a button that sends one [TEST]
     copy (the form's ``to``, filled for sample ``sample``)."""
     from newsletter_cli.preview import LiveSite, new_token
-    from newsletter_cli.send import send_test
+    from newsletter_cli.sending.test_copy import send_test
 
     def send_test_action(form: dict[str, str]) -> tuple[int, str]:
         try:

@@ -24,10 +24,10 @@ from newsletter_cli import __version__, scaffold, suppressions, unsubscribe
 from newsletter_cli.config import Config, load_config
 from newsletter_cli.errors import NewsletterError, display_path
 from newsletter_cli.issue import new_issue
-from newsletter_cli.send import Outcome, Plan, Progress, Sender, SendError, SendOptions, parse_send_at, send_test
-from newsletter_cli.send import addresses as send_addresses
-from newsletter_cli.send import status as send_status
 from newsletter_cli.sendgrid_api import KEY_ENV, SendGrid, Timing
+from newsletter_cli.sending import Outcome, Plan, Progress, Sender, SendError, SendOptions, parse_send_at
+from newsletter_cli.sending.status import addresses as send_addresses
+from newsletter_cli.sending.status import status as send_status
 from newsletter_cli.store import REASONS, Store
 from newsletter_cli.subscribers import DUPLICATE, INVALID, Counts, any_issue_budget, scan
 
@@ -386,7 +386,9 @@ def send(
     with Sender(config, issue, options) as sender:
         if dry_run:
             out_dir = config.root / "build" / f"{sender.slug}-dry-run"
-            plan, files = sender.dry_run(out_dir)
+            from newsletter_cli.sending.dry_run import dry_run
+
+            plan, files = dry_run(sender, out_dir)
             _show_plan(plan, sender)
             click.echo(
                 f"Dry run: wrote {files} batch payload{'s' * (files != 1)}"
@@ -610,6 +612,8 @@ def preview_command(
 
     config = _config(config_path)
     if send_test_to:
+        from newsletter_cli.sending.test_copy import send_test
+
         address = send_test(config, issue, send_test_to, list_path, as_email)
         click.echo(f"Sent a [TEST] copy of {issue.stem} to {address}.")
         return

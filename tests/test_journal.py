@@ -1,4 +1,5 @@
-from newsletter_cli.journal import (
+from newsletter_cli.store import Store, Suppression
+from newsletter_cli.store.journal import (
     FAILED,
     IN_FLIGHT,
     PENDING,
@@ -9,7 +10,6 @@ from newsletter_cli.journal import (
     decode,
     record,
 )
-from newsletter_cli.store import Store, Suppression
 
 
 def test_journal_records_round_trip_even_with_separators_in_cells():

@@ -11,7 +11,7 @@ import pytest
 from newsletter_cli import build, preview
 from newsletter_cli.config import load_config
 from newsletter_cli.errors import IssueError
-from newsletter_cli.send import send_test
+from newsletter_cli.sending.test_copy import send_test
 from newsletter_cli.unsubscribe import read_token
 
 # --- the server's logic, in memory -----------------------------------------------------------

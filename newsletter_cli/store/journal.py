@@ -23,7 +23,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
-from newsletter_cli.store import Store, now
+from newsletter_cli.store.database import Store, now
 
 PENDING, IN_FLIGHT, SENT, FAILED, UNCERTAIN = "pending", "in_flight", "sent", "failed", "uncertain"
 REQUEUED = "requeued"  # a failed or uncertain batch whose recipients are pending again
