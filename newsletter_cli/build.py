@@ -159,6 +159,7 @@ def write_files(contents: dict[Path, str]) -> None:
             staged.append((tmp, path))
             with os.fdopen(fd, "w", encoding="utf-8", newline="") as handle:
                 handle.write(text)
+            os.chmod(tmp, 0o644)  # mkstemp makes it private; a build is for anyone to open (Windows: a no-op)
         for tmp, path in staged:
             os.replace(tmp, path)
     except OSError as exc:

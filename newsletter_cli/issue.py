@@ -148,5 +148,6 @@ def new_issue(issues_dir: Path, title: str, today: dt.date) -> Path:
         'Hi {{ subscriber.first_name | default("there") }},\n\n'
         "Write your newsletter here in Markdown.\n",
         encoding="utf-8",
+        newline="\n",  # the same file on Windows
     )
     return path

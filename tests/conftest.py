@@ -13,6 +13,12 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parent.parent
+PORTABLE = Path(__file__).resolve().parent / "portable"
+if os.environ.get("NEWSLETTER_PORTABLE"):
+    # as on Windows: no fcntl, no os.fork, processes spawned; for every process started from here too
+    os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [str(PORTABLE), os.environ.get("PYTHONPATH")]))
+    sys.path.insert(0, str(PORTABLE))
+    import sitecustomize  # noqa: F401
 EXAMPLE_ISSUE = REPO / "issues" / "2022-12-baby-botox.md"
 CHROMIUM = "/usr/bin/chromium"
 SECRET_VARS = ("SENDGRID_API_KEY", "SENDGRID_API_HOST", "NEWSLETTER_SECRET")

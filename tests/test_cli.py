@@ -2,6 +2,7 @@ import datetime as dt
 import json
 import os
 import socket
+import stat
 import urllib.error
 import urllib.request
 
@@ -290,3 +291,10 @@ def test_preview_serves_until_ctrl_c_then_exits_cleanly_and_frees_the_port(examp
         probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         probe.bind(("127.0.0.1", port))
         probe.listen()
+
+
+@pytest.mark.skipif(os.name != "posix", reason="file modes are POSIX's")
+def test_built_files_are_readable_by_anyone_like_any_file_the_user_saves(runner, example):
+    assert runner.invoke(cli, ["build", "issues/2022-12-baby-botox.md"]).exit_code == 0
+    for name in ("2022-12-baby-botox.html", "2022-12-baby-botox.txt"):
+        assert stat.S_IMODE((example / "build" / name).stat().st_mode) == 0o644
