@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING
 import jinja2
 from markupsafe import Markup
 
-from newsletter_cli import lint, subscribers, unsubscribe
+from newsletter_cli import check, subscribers, unsubscribe
 from newsletter_cli.config import Config, load_config
 from newsletter_cli.errors import NewsletterError, SubscriberError
 from newsletter_cli.issue import load_issue
@@ -115,7 +115,7 @@ def preview_site(
     site["/email.html"] = site["/email/0.html"]
     site["/email.txt"] = site["/email/0.txt"]
     # every check but the one that reads each row of the list: a save must show in well under a second
-    findings, notes = lint.findings(issue, rendered, config, list_path, read_list=False)
+    findings, notes = check.findings(issue, rendered, config, list_path, read_list=False)
     page = PAGE.render(
         findings=findings,
         notes=notes,

@@ -1,6 +1,6 @@
 """The `newsletter` command: parse options, call the core, print what happened. Nothing else.
 
-lint, build (lxml, markdown-it, mjml, premailer) and preview (http.server) are imported inside
+check, build (lxml, markdown-it, mjml, premailer) and the web apps are imported inside
 the commands that use them, so that the other commands, and `newsletter send`'s parent process,
 start fast."""
 
@@ -652,18 +652,18 @@ def check(issue: Path, list_path: Path | None, as_json: bool, spam: bool, config
         newsletter check issues/2022-12-baby-botox.md --json
         newsletter check issues/2022-12-baby-botox.md --spam
     """
-    from newsletter_cli import lint
+    from newsletter_cli import check as checks
 
     config = _config(config_path)
-    findings, notes = lint.check(issue, config, list_path)
+    findings, notes = checks.check(issue, config, list_path)
     if spam:
-        spam_findings, spam_notes = lint.spam(issue, config)
-        findings, notes = sorted([*findings, *spam_findings], key=lint.Finding.sort_key), [*notes, *spam_notes]
+        spam_findings, spam_notes = checks.spam(issue, config)
+        findings, notes = sorted([*findings, *spam_findings], key=checks.Finding.sort_key), [*notes, *spam_notes]
     for note in notes:
         click.echo(f"Note: {note}", err=True)
-    errors = sum(f.level == lint.ERROR for f in findings)
+    errors = sum(f.level == checks.ERROR for f in findings)
     if as_json:
-        click.echo(json.dumps(lint.findings_json(findings), indent=2))
+        click.echo(json.dumps(checks.findings_json(findings), indent=2))
     else:
         for finding in findings:
             click.echo(str(finding))

@@ -419,10 +419,10 @@ def render_and_check(
     """The email, and the errors `newsletter check` finds in it. A send runs it in a child
     process while the list is read: importing and running mjml and premailer takes about half
     a second."""
-    from newsletter_cli import lint
+    from newsletter_cli import check
 
     rendered = render(issue, config, columns)
     if len(rendered.html.encode()) + len(rendered.text.encode()) > MAX_CONTENT_BYTES:
         raise SendError("the email is over 10 MB; SendGrid takes at most 30 MB for a batch of recipients")
-    findings, _ = lint.findings(issue, rendered, config, list_path, read_list=False)
-    return rendered, [str(f) for f in findings if f.level == lint.ERROR]
+    findings, _ = check.findings(issue, rendered, config, list_path, read_list=False)
+    return rendered, [str(f) for f in findings if f.level == check.ERROR]

@@ -3,9 +3,10 @@ import json
 import pytest
 from click.testing import CliRunner
 
+from newsletter_cli.check import check, spam
+from newsletter_cli.check.email import contrast
 from newsletter_cli.cli import cli
 from newsletter_cli.config import load_config
-from newsletter_cli.lint import check, contrast, spam
 
 from .conftest import EXAMPLE_ISSUE, REPO
 

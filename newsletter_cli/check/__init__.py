@@ -1,0 +1,58 @@
+"""What `newsletter check` finds: the things that break an email before anyone receives it.
+
+Each rule module yields findings (``finding.Finding``) with a stable code; the README lists them:
+``source`` (the Markdown and front matter), ``css`` (what clients ignore), ``email`` (the email
+as sent), ``lists`` (the subscriber list), ``spam`` (SpamAssassin, on request).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from newsletter_cli import subscribers
+from newsletter_cli.check import css, email, lists, source
+from newsletter_cli.check.finding import ERROR, WARNING, Finding, findings_json
+from newsletter_cli.check.spam import spam
+from newsletter_cli.config import Config
+from newsletter_cli.errors import IssueError, RenderError, display_path
+from newsletter_cli.issue import Issue, load_issue
+from newsletter_cli.render import Rendered, render
+
+__all__ = ["ERROR", "WARNING", "Finding", "check", "findings", "findings_json", "spam"]
+
+
+def check(
+    issue_path: Path, config: Config, list_path: Path | None = None, read_list: bool = True
+) -> tuple[list[Finding], list[str]]:
+    """Every finding, sorted by line; and notes on checks that could not run (no list, say).
+
+    ``read_list=False`` skips the one rule that reads every row (merge-field-empty, a warning):
+    `send` checks before every send and must stay fast on a million rows.
+    """
+    try:
+        issue = load_issue(issue_path)
+        rendered = render(issue, config, None)
+    except (IssueError, RenderError) as exc:  # reported like any other finding
+        return [Finding(str(issue_path), exc.line or 1, ERROR, exc.code or "unreadable", exc.detail)], []
+    return findings(issue, rendered, config, list_path, read_list)
+
+
+def findings(
+    issue: Issue, rendered: Rendered, config: Config, list_path: Path | None = None, read_list: bool = True
+) -> tuple[list[Finding], list[str]]:
+    """The check of an issue a caller has already rendered (send and preview have)."""
+    file = str(issue.path)
+    path = list_path or config.subscribers_path
+    columns = subscribers.columns_if_listed(path)
+    notes = []
+    if columns is None:
+        notes.append(f"no subscriber list at {display_path(path)}: merge fields were not checked against it")
+    found = [
+        *source.front_matter(issue, file),
+        *source.source(issue, file),
+        *css.css(issue.body, issue.body_line, file),
+        *css.templates(issue, config),
+        *email.rendered(rendered, config, file, issue.body, issue.body_line),
+        *(lists.merge_fields(rendered, config, path, columns, file, read_list) if columns is not None else ()),
+    ]
+    return sorted(set(found), key=Finding.sort_key), notes

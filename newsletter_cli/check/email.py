@@ -1,0 +1,115 @@
+"""Rules on the email as it would be sent: its size against Gmail's clipping, the postal
+address and unsubscribe link the law asks for, and the contrast of its text."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+
+import lxml.html
+
+from newsletter_cli import unsubscribe
+from newsletter_cli.check.finding import ERROR, WARNING, Finding
+from newsletter_cli.config import Config
+from newsletter_cli.render import GMAIL_CLIP_BYTES, SAMPLE_EMAIL, WARN_BYTES, Rendered
+
+
+def rendered(rendered: Rendered, config: Config, file: str, body: str, body_line: int) -> Iterator[Finding]:
+    link = unsubscribe.sample_link(config)
+    message = rendered.personalize({"email": SAMPLE_EMAIL, "unsubscribe_url": link})
+    size = len(message.html.encode())
+    if size > GMAIL_CLIP_BYTES:
+        yield Finding(
+            file, 1, ERROR, "size-clipped", f"the html is {size / 1024:.1f} KB: Gmail clips emails over 102 KB"
+        )
+    elif size > WARN_BYTES:
+        yield Finding(
+            file, 1, WARNING, "size-near-clip", f"the html is {size / 1024:.1f} KB, close to Gmail's 102 KB clip"
+        )
+    document = lxml.html.fromstring(message.html)
+    if " ".join(config.postal_address.split()) not in " ".join(document.text_content().split()):
+        yield Finding(
+            file, 1, ERROR, "postal-address-missing", "the email does not show the postal address (CAN-SPAM, CASL)"
+        )
+    if link not in {a.get("href") for a in document.iter("a")} or link not in message.text:
+        yield Finding(
+            file, 1, ERROR, "unsubscribe-missing", "the email lacks the unsubscribe link in its html or text part"
+        )
+    yield from _contrast(document, body, body_line, file)
+
+
+CONTRAST_MIN = 4.5
+NAMED_COLOURS = {
+    "white": "#ffffff",
+    "black": "#000000",
+    "red": "#ff0000",
+    "gray": "#808080",
+    "grey": "#808080",
+    "silver": "#c0c0c0",
+    "yellow": "#ffff00",
+    "blue": "#0000ff",
+    "green": "#008000",
+    "orange": "#ffa500",
+}
+
+
+def _colour(value: str | None) -> tuple[float, float, float] | None:
+    """#rgb, #rrggbb, rgb(r, g, b) or a basic colour name as 0..1 channels; None otherwise."""
+    if not value:
+        return None
+    value = NAMED_COLOURS.get(value.strip().lower(), value.strip().lower())
+    if match := re.fullmatch(r"#([0-9a-f]{3})", value):
+        return tuple(int(c * 2, 16) / 255 for c in match.group(1))  # type: ignore[return-value]
+    if match := re.fullmatch(r"#([0-9a-f]{6})", value):
+        return tuple(int(match.group(1)[i : i + 2], 16) / 255 for i in (0, 2, 4))  # type: ignore[return-value]
+    if match := re.fullmatch(r"rgba?\(\s*(\d+)\s*,\s*(\d+)\s*,\s*(\d+)\s*(,\s*1(\.0*)?\s*)?\)", value):
+        return tuple(int(match.group(i)) / 255 for i in (1, 2, 3))  # type: ignore[return-value]
+    return None
+
+
+def contrast(first: tuple[float, float, float], second: tuple[float, float, float]) -> float:
+    """WCAG 2 contrast ratio of two colours."""
+
+    def luminance(rgb: tuple[float, float, float]) -> float:
+        r, g, b = (c / 12.92 if c <= 0.03928 else ((c + 0.055) / 1.055) ** 2.4 for c in rgb)
+        return 0.2126 * r + 0.7152 * g + 0.0722 * b
+
+    light, dark = sorted((luminance(first), luminance(second)), reverse=True)
+    return (light + 0.05) / (dark + 0.05)
+
+
+def _styles(element: lxml.html.HtmlElement) -> dict[str, str]:
+    declarations = (d.split(":", 1) for d in (element.get("style") or "").split(";") if ":" in d)
+    return {name.strip().lower(): value.strip() for name, value in declarations}
+
+
+def _contrast(document: lxml.html.HtmlElement, body: str, body_line: int, file: str) -> Iterator[Finding]:
+    """Text whose inline colour is too close to the background it sits on (WCAG 2, 4.5:1)."""
+    seen = set()
+    for element in document.iter():
+        if not isinstance(element.tag, str) or not (element.text or "").strip():
+            continue
+        colour = background = None
+        hidden = False
+        for node in (element, *element.iterancestors()):
+            styles = _styles(node)
+            hidden = hidden or styles.get("display") == "none"
+            colour = colour or _colour(styles.get("color"))
+            background = background or _colour(styles.get("background-color") or node.get("bgcolor"))
+            if not background and (match := re.search(r"#[0-9a-fA-F]{3,6}\b", styles.get("background", ""))):
+                background = _colour(match.group(0))
+        if hidden:
+            continue
+        ratio = contrast(colour or (0, 0, 0), background or (1, 1, 1))
+        text = " ".join(element.text.split())
+        if ratio >= CONTRAST_MIN or (colour, background) in seen:
+            continue
+        seen.add((colour, background))
+        line = next((n for n, source in enumerate(body.splitlines(), start=body_line) if text[:30] in source), 1)
+        yield Finding(
+            file,
+            line,
+            WARNING,
+            "contrast",
+            f"text {text[:40]!r} has a contrast of {ratio:.1f}:1 with its background (WCAG asks at least 4.5:1)",
+        )

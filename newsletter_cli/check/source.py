@@ -1,0 +1,153 @@
+"""Rules on the issue's Markdown source and front matter, with the line of the issue file (front
+matter counted): the renderer drops some things, such as `javascript:` links, that must still be
+reported."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from urllib.parse import urlsplit
+
+import lxml.etree
+import lxml.html
+from markdown_it import MarkdownIt
+from markdown_it.token import Token
+
+from newsletter_cli.check.finding import ERROR, WARNING, Finding, article
+from newsletter_cli.issue import Issue
+
+SUBJECT_MAX, SUBJECT_GOOD = 150, (10, 78)
+PREHEADER_MAX = 100
+LOOPBACK = {"localhost", "127.0.0.1", "::1", "0.0.0.0"}
+FORBIDDEN_TAGS = ("script", "form", "iframe", "video")
+VAGUE_LINK_TEXT = {"click here", "here", "read more", "this link", "link", "more"}
+PLACEHOLDER = re.compile(r"\bTODO\b|\bTK\b|lorem ipsum", re.IGNORECASE)
+EXAMPLE_HOSTS = re.compile(r"(^|\.)example\.(com|org|net)$", re.IGNORECASE)
+
+
+def front_matter(issue: Issue, file: str) -> Iterator[Finding]:
+    subject_line = issue.key_lines.get("subject", 2)
+    length = len(issue.subject)
+    if length > SUBJECT_MAX:
+        yield Finding(
+            file, subject_line, ERROR, "subject-too-long", f"the subject is {length} characters (at most {SUBJECT_MAX})"
+        )
+    elif not SUBJECT_GOOD[0] <= length <= SUBJECT_GOOD[1]:
+        yield Finding(
+            file,
+            subject_line,
+            WARNING,
+            "subject-length",
+            f"the subject is {length} characters; {SUBJECT_GOOD[0]}-{SUBJECT_GOOD[1]} show in full in most inboxes",
+        )
+    if not issue.preheader:
+        yield Finding(
+            file, 1, WARNING, "preheader-missing", "no preheader: inboxes will show the first words of the body instead"
+        )
+    elif len(issue.preheader) > PREHEADER_MAX:
+        yield Finding(
+            file,
+            issue.key_lines.get("preheader", 2),
+            WARNING,
+            "preheader-too-long",
+            f"the preheader is {len(issue.preheader)} characters (inboxes show about {PREHEADER_MAX})",
+        )
+
+
+def _parser() -> MarkdownIt:
+    md = MarkdownIt("commonmark", {"html": True}).enable(["table", "strikethrough"])
+    md.validateLink = lambda url: True  # see every link, including the ones the renderer drops
+    return md
+
+
+def source(issue: Issue, file: str) -> Iterator[Finding]:
+    body = issue.body
+    for token in _parser().parse(body):
+        first = issue.file_line((token.map or [0])[0] + 1)
+        if token.type == "inline":
+            yield from _inline(token, first, file)
+        elif token.type == "html_block":
+            yield from _html(token.content, first, file)
+    for number, text in enumerate(body.splitlines(), start=issue.body_line):
+        for match in PLACEHOLDER.finditer(text):
+            yield Finding(file, number, WARNING, "placeholder", f"placeholder text {match.group(0)!r} left in")
+
+
+def _inline(token: Token, line: int, file: str) -> Iterator[Finding]:
+    """Links and images of one inline run; soft and hard breaks tell which line each is on."""
+    text: list[str] | None = None
+    href_line = line
+    for child in token.children or ():
+        if child.type in ("softbreak", "hardbreak"):
+            line += 1
+        elif child.type == "link_open":
+            href_line, text = line, []
+            yield from _url(str(child.attrs.get("href", "")), line, file, "link", relative_ok=True)
+        elif child.type == "link_close" and text is not None:
+            label = "".join(text).strip()
+            if label.lower().rstrip(".!") in VAGUE_LINK_TEXT:
+                yield Finding(file, href_line, WARNING, "link-text", f"link text {label!r} says nothing out of context")
+            text = None
+        elif child.type == "text" and text is not None:
+            text.append(child.content)
+        elif child.type == "image":
+            yield from _url(str(child.attrs.get("src", "")), line, file, "image", relative_ok=True)
+            if not child.content.strip():
+                yield Finding(file, line, ERROR, "image-alt", "an image without alt text")
+        elif child.type == "html_inline":
+            yield from _html(child.content, line, file)
+
+
+def _html(fragment: str, line: int, file: str) -> Iterator[Finding]:
+    try:
+        elements = lxml.html.fragments_fromstring(fragment)
+    except (lxml.etree.ParserError, ValueError):
+        return
+    for root in elements:
+        if isinstance(root, str):
+            continue
+        for element in root.iter():
+            if not isinstance(element.tag, str):
+                continue
+            at = line + (element.sourceline or 1) - 1
+            tag = element.tag.lower()
+            if tag in FORBIDDEN_TAGS:
+                yield Finding(file, at, ERROR, "forbidden-tag", f"<{tag}> is stripped or blocked by email clients")
+            if tag == "a" and element.get("href") is not None:
+                yield from _url(element.get("href", ""), at, file, "link")
+            if tag == "img":
+                yield from _url(element.get("src", ""), at, file, "image")
+                if not (element.get("alt") or "").strip():
+                    yield Finding(file, at, ERROR, "image-alt", "an image without alt text")
+
+
+def _url(url: str, line: int, file: str, what: str, relative_ok: bool = False) -> Iterator[Finding]:
+    """Markdown links and images are made absolute against `website` (``relative_ok``); raw
+    HTML ones are sent as written."""
+    url = url.strip()
+    parts = urlsplit(url)
+    scheme = parts.scheme.lower()
+    if not url:
+        yield Finding(file, line, ERROR, f"{what}-empty", f"an empty {what}")
+    elif scheme == "javascript":
+        yield Finding(file, line, ERROR, f"{what}-javascript", f"a javascript: {what} ({url[:60]})")
+    elif scheme == "data":
+        if what == "image":
+            yield Finding(file, line, WARNING, "image-data-uri", "a data: image (Gmail blocks them); host it instead")
+    elif url.startswith("#") or scheme in ("tel", "mailto"):
+        return
+    elif not scheme and not url.startswith("//"):
+        if not relative_ok:
+            yield Finding(
+                file, line, ERROR, f"{what}-relative", f"relative {what} {url!r} in raw HTML: write the full URL"
+            )
+    else:
+        host = (parts.hostname or "").lower()
+        if host in LOOPBACK or host.endswith(".localhost"):
+            yield Finding(
+                file, line, ERROR, f"{what}-localhost", f"{article(what)} to {host}, which no recipient can reach"
+            )
+        elif scheme == "http":
+            yield Finding(file, line, WARNING, f"{what}-http", f"an http:// {what} ({url[:60]}): use https")
+        if EXAMPLE_HOSTS.search(host):
+            yield Finding(file, line, WARNING, "placeholder", f"{article(what)} to {host}, a placeholder domain")
