@@ -1,3 +1,4 @@
 from newsletter_cli.cli import cli
 
-cli(prog_name="newsletter")
+if __name__ == "__main__":  # not when a spawned process imports the main module
+    cli(prog_name="newsletter")

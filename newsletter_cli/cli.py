@@ -295,18 +295,21 @@ def unsubscribes_sync(config_path: Path | None) -> None:
 def serve_unsubscribe(host: str, port: int, config_path: Path | None) -> None:
     """Run the one-click unsubscribe endpoint for [unsubscribe] url (needs NEWSLETTER_SECRET).
 
-    For production, point any WSGI server at newsletter_cli.unsubscribe:app instead
+    For production, point any WSGI server at newsletter_cli.web.unsubscribe:app instead
     (settings from NEWSLETTER_CONFIG, NEWSLETTER_SECRET and SENDGRID_API_KEY).
 
     \b
     Example:
         NEWSLETTER_SECRET=... newsletter serve-unsubscribe --port 8026
     """
+    from newsletter_cli.web.server import make_server
+    from newsletter_cli.web.unsubscribe import app_from_environment
+
     environ = dict(os.environ)
     if config_path:
         environ["NEWSLETTER_CONFIG"] = str(config_path)
-    endpoint = unsubscribe.app_from_environment(environ)
-    server = unsubscribe.make_server(host, port, endpoint)
+    endpoint = app_from_environment(environ)
+    server = make_server(host, port, endpoint)
     click.echo(f"Serving unsubscribes on http://{host}:{server.server_port}/ (Ctrl-C to stop)")
     try:
         server.serve_forever()
@@ -607,8 +610,8 @@ def preview_command(
         newsletter preview issues/2022-12-baby-botox.md
         newsletter preview issues/2022-12-baby-botox.md --send-test you@example.com
     """
-    from newsletter_cli import build as build_core
-    from newsletter_cli import preview
+    from newsletter_cli.web import livereload
+    from newsletter_cli.web.preview import live_preview
 
     config = _config(config_path)
     if send_test_to:
@@ -627,9 +630,9 @@ def preview_command(
         if not no_open:
             click.launch(url)
 
-    site = build_core.live_preview(config_path, issue, list_path, as_email)
+    site = live_preview(config_path, issue, list_path, as_email)
     try:
-        preview.serve(site, host, port, watched, ready)
+        livereload.serve(site, host, port, watched, ready)
     except KeyboardInterrupt:
         click.echo("Stopped.")
 

@@ -1,4 +1,5 @@
-"""Unsubscribe links: signed per-recipient tokens, List-Unsubscribe headers, and the endpoint.
+"""Unsubscribe links: signed per-recipient tokens and List-Unsubscribe headers. The endpoint
+that reads them is ``web.unsubscribe``.
 
 A token is ``<address, base64url>.<HMAC-SHA256(secret, list id + address), base64url>``, the
 HMAC truncated to 128 bits as RFC 2104 section 5 allows (42 bytes fewer in every recipient's
@@ -14,25 +15,13 @@ import base64
 import binascii
 import hashlib
 import hmac
-import html
 import os
-import sys
-import threading
 from collections.abc import Callable, Mapping
-from email.parser import BytesParser
-from email.policy import HTTP
-from pathlib import Path
-from socketserver import ThreadingMixIn
 from typing import Any
-from urllib.parse import parse_qs, quote
-from wsgiref.simple_server import WSGIRequestHandler, WSGIServer
-from wsgiref.simple_server import make_server as wsgi_make_server
 
-from newsletter_cli.config import Config, load_config
-from newsletter_cli.errors import ConfigError, NewsletterError
+from newsletter_cli.config import Config
+from newsletter_cli.errors import ConfigError
 from newsletter_cli.render import SENDGRID_UNSUBSCRIBE_TAG
-from newsletter_cli.sendgrid_api import KEY_ENV, SendGrid, SendGridError, Stopped, Timing
-from newsletter_cli.store import Store, StoreError, Suppression
 
 SECRET_ENV = "NEWSLETTER_SECRET"
 MIN_SECRET_LENGTH = 16
@@ -169,251 +158,9 @@ def list_unsubscribe_tail(config: Config) -> str:
     return f", <{config.unsubscribe_mailto}?subject=unsubscribe>" if config.unsubscribe_mailto else ""
 
 
-# --- the endpoint ----------------------------------------------------------------------------
+def app(environ: dict[str, Any], start_response: Callable[..., Any]) -> list[bytes]:
+    """The endpoint's old address, kept for WSGI servers configured with it: it is
+    ``newsletter_cli.web.unsubscribe:app`` now."""
+    from newsletter_cli.web.unsubscribe import app as endpoint_app
 
-Environ = dict[str, Any]
-StartResponse = Callable[..., Any]
-SECURITY_HEADERS = [
-    ("Cache-Control", "no-store"),
-    ("Referrer-Policy", "no-referrer"),
-    ("X-Content-Type-Options", "nosniff"),
-    ("X-Frame-Options", "DENY"),
-    ("Content-Security-Policy", "default-src 'none'; style-src 'unsafe-inline'; form-action 'self'"),
-]
-PAGE = """<!doctype html>
-<html lang="{lang}"><head><meta charset="utf-8">
-<meta name="viewport" content="width=device-width, initial-scale=1">
-<meta name="robots" content="noindex">
-<title>{title} - {name}</title>
-<style>
-body {{ margin: 0; background: #eef1f4; color: #1f2933;
-  font: 16px/1.6 -apple-system, BlinkMacSystemFont, 'Segoe UI', Helvetica, Arial, sans-serif; }}
-main {{ max-width: 480px; margin: 48px auto; padding: 32px; background: #fff; border-radius: 8px; }}
-h1 {{ font-size: 22px; margin: 0 0 12px; }}
-p.brand {{ font-weight: 700; color: #0a5c63; margin: 0 0 24px; }}
-button {{ font: inherit; font-weight: 600; color: #fff; background: #0a5c63; border: 0;
-  border-radius: 6px; padding: 12px 24px; cursor: pointer; }}
-@media (prefers-color-scheme: dark) {{
-  body {{ background: #111418; color: #e5e9ee; }} main {{ background: #1b2026; }}
-  p.brand {{ color: #7fd3d9; }}
-}}
-</style></head>
-<body><main><p class="brand">{name}</p>{content}</main></body></html>
-"""
-
-
-class Endpoint:
-    """The WSGI application behind `newsletter serve-unsubscribe` and any WSGI server.
-
-    A POST is answered as soon as the suppression is stored here; SendGrid is told in the
-    background (``Pusher``), so a slow or unreachable SendGrid never holds a request up."""
-
-    def __init__(self, config: Config, secret: bytes, api: SendGrid | None = None, log: Any = None):
-        self.config = config
-        self.secret = secret
-        self.api = api
-        self.log = log or sys.stderr
-        self._writing = threading.Lock()  # one writer at a time here: SQLite's own wait is unfair
-        self.pusher = Pusher(config.state_dir, api, self.log) if api is not None else None
-
-    def close(self) -> None:
-        if self.pusher is not None:
-            self.pusher.close()
-
-    def __call__(self, environ: Environ, start_response: StartResponse) -> list[bytes]:
-        method = environ.get("REQUEST_METHOD", "GET")
-        if method not in ("GET", "HEAD", "POST"):
-            return self._page(
-                start_response,
-                "405 Method Not Allowed",
-                "Not allowed",
-                "<h1>Not allowed</h1>",
-                [("Allow", "GET, HEAD, POST")],
-                method,
-            )
-        query = parse_qs(environ.get("QUERY_STRING", ""))
-        try:
-            form = _form(environ) if method == "POST" else {}
-        except ValueError:
-            return self._page(
-                start_response,
-                "400 Bad Request",
-                "Bad request",
-                "<h1>This request could not be read</h1>",
-                method=method,
-            )
-        if form is None:
-            return self._page(
-                start_response, "413 Content Too Large", "Too large", "<h1>Request too large</h1>", method=method
-            )
-        token = (query.get("token") or form.get("token") or [""])[0]
-        address = read_token(self.secret, self.config.list_id, token)
-        if address is None:
-            content = (
-                "<h1>This unsubscribe link is not valid</h1>"
-                "<p>It may have been cut short or changed. Please use the link from the newsletter "
-                "email itself, or reply to it and ask to be removed.</p>"
-            )
-            return self._page(start_response, "400 Bad Request", "Link not valid", content, method=method)
-        shown = html.escape(address)
-        name = html.escape(self.config.name)
-        if method == "POST":
-            try:
-                self._unsubscribe(address)
-            except StoreError as exc:
-                print(f"newsletter: could not record an unsubscribe: {exc.message}", file=self.log)
-                content = (
-                    "<h1>Please try again in a few minutes</h1>"
-                    "<p>Your request could not be recorded just now. Nothing has changed yet.</p>"
-                )
-                return self._page(
-                    start_response, "503 Service Unavailable", "Try again", content, [("Retry-After", "120")], method
-                )
-            content = (
-                "<h1>You are unsubscribed</h1>"
-                f"<p><strong>{shown}</strong> will no longer receive the {name} newsletter.</p>"
-            )
-            return self._page(start_response, "200 OK", "Unsubscribed", content, method=method)
-        action = html.escape(f"?token={quote(token)}")
-        content = (
-            "<h1>Unsubscribe?</h1>"
-            f"<p>Stop sending the {name} newsletter to <strong>{shown}</strong>?</p>"
-            f'<form method="post" action="{action}"><button type="submit">Unsubscribe</button></form>'
-        )
-        return self._page(start_response, "200 OK", "Unsubscribe", content, method=method)
-
-    def _unsubscribe(self, address: str) -> None:
-        with self._writing, Store.for_folder(self.config.state_dir) as store:
-            store.suppress([Suppression(address, "unsubscribed", "endpoint")], push=self.pusher is not None)
-        if self.pusher is not None:
-            self.pusher.wake()
-
-    def _page(
-        self,
-        start_response: StartResponse,
-        status: str,
-        title: str,
-        content: str,
-        extra: list[tuple[str, str]] | None = None,
-        method: str = "GET",
-    ) -> list[bytes]:
-        body = PAGE.format(lang=self.config.language, title=title, name=html.escape(self.config.name), content=content)
-        data = body.encode()
-        headers = [("Content-Type", "text/html; charset=utf-8"), ("Content-Length", str(len(data)))]
-        start_response(status, headers + SECURITY_HEADERS + (extra or []))
-        return [] if method == "HEAD" else [data]
-
-
-def _form(environ: Environ) -> dict[str, list[str]] | None:
-    """The fields of a form-urlencoded or multipart POST body; None when it is too large;
-    ValueError when it cannot be read (an unknown charset, say)."""
-    try:
-        length = int(environ.get("CONTENT_LENGTH") or 0)
-    except ValueError:
-        length = 0
-    if length > MAX_BODY:
-        return None
-    raw = environ["wsgi.input"].read(length) if length > 0 else b""
-    kind = environ.get("CONTENT_TYPE", "")
-    if kind.startswith("multipart/form-data"):
-        message = BytesParser(policy=HTTP).parsebytes(f"Content-Type: {kind}\r\n\r\n".encode() + raw)
-        fields: dict[str, list[str]] = {}
-        for part in message.iter_parts() if message.is_multipart() else ():
-            name = part.get_param("name", header="content-disposition")
-            if name:
-                try:
-                    value = part.get_content()
-                except (LookupError, UnicodeError, KeyError) as exc:
-                    raise ValueError(f"unreadable form part: {exc}") from None
-                fields.setdefault(str(name), []).append(str(value).strip())
-        return fields
-    return parse_qs(raw.decode("utf-8", "replace"))
-
-
-class Pusher:
-    """Tells SendGrid of the endpoint's unsubscribes in the background. They wait in the store
-    (``pushes``) until SendGrid has taken them, so none is lost when SendGrid is unreachable or
-    the server stops; ``unsubscribes sync`` and ``send`` pass on whatever is left."""
-
-    def __init__(self, state_dir: Path, api: SendGrid, log: Any, retry: float = 120.0):
-        self.state_dir = state_dir
-        self.api = api
-        self.log = log
-        self.retry = retry
-        self._woken = threading.Event()
-        self._stopped = threading.Event()
-        self.api.stop = self._stopped  # stopping cuts a retry wait short
-        self._thread: threading.Thread | None = None
-        self._starting = threading.Lock()
-
-    def wake(self) -> None:
-        with self._starting:  # started on first use: a WSGI server may fork its workers first
-            if self._thread is None:
-                self._thread = threading.Thread(target=self._run, daemon=True, name="sendgrid-push")
-                self._thread.start()
-        self._woken.set()
-
-    def close(self) -> None:
-        self._stopped.set()
-        self._woken.set()
-
-    def _run(self) -> None:
-        from newsletter_cli.suppressions import push_pending
-
-        wait: float | None = None
-        while True:
-            self._woken.wait(wait)
-            self._woken.clear()
-            if self._stopped.is_set():
-                return
-            try:
-                with Store.for_folder(self.state_dir) as store:
-                    push_pending(store, self.api)
-                wait = None
-            except Stopped:
-                return
-            except (SendGridError, StoreError) as exc:
-                print(f"newsletter: SendGrid not yet told of an unsubscribe ({exc.message}); retrying", file=self.log)
-                wait = self.retry
-
-
-def app_from_environment(environ: Mapping[str, str] | None = None) -> Endpoint:
-    """Settings from the environment: NEWSLETTER_CONFIG (else newsletter.toml found from the
-    current folder), NEWSLETTER_SECRET, and SENDGRID_API_KEY when SendGrid should learn too."""
-    environ = os.environ if environ is None else environ
-    config_path = environ.get("NEWSLETTER_CONFIG")
-    config = load_config(Path(config_path) if config_path else None, environ)
-    if config.unsubscribe_url is None:
-        raise ConfigError("the unsubscribe endpoint needs [unsubscribe] url in newsletter.toml")
-    key = environ.get(KEY_ENV)
-    api = SendGrid(key, config.sendgrid_host, timing=Timing.from_environ(environ)) if key else None
-    return Endpoint(config, load_secret(environ), api)
-
-
-def app(environ: Environ, start_response: StartResponse) -> list[bytes]:
-    """`newsletter_cli.unsubscribe:app` for any WSGI server; configured on its first request."""
-    global _app
-    if _app is None:
-        _app = app_from_environment()
-    return _app(environ, start_response)
-
-
-_app: Endpoint | None = None
-
-
-class _QuietHandler(WSGIRequestHandler):
-    def log_message(self, format: str, *args: Any) -> None:  # no token-bearing URLs in logs
-        pass
-
-
-class _ThreadingServer(ThreadingMixIn, WSGIServer):
-    daemon_threads = True
-    request_queue_size = 1024  # the default 5 made the kernel drop one-click POSTs under load
-
-
-def make_server(host: str, port: int, endpoint: Endpoint) -> WSGIServer:
-    """A small threaded server for the endpoint; any WSGI server works as well."""
-    try:
-        return wsgi_make_server(host, port, endpoint, server_class=_ThreadingServer, handler_class=_QuietHandler)
-    except OSError as exc:
-        raise NewsletterError(f"cannot listen on {host}:{port}: {exc.strerror}") from None
+    return endpoint_app(environ, start_response)

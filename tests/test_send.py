@@ -18,7 +18,7 @@ from newsletter_cli.errors import NewsletterError
 from newsletter_cli.sending import parse_send_at
 from newsletter_cli.sending.reader import ListReader
 from newsletter_cli.store import SendLock, Store, Suppression
-from newsletter_cli.unsubscribe import Endpoint
+from newsletter_cli.web.unsubscribe import Endpoint
 
 from .conftest import interrupt, newsletter_process
 from .sendgrid_fake import Fault, accepted_then_dropped, html_page, rate_limited, slow_answer

@@ -18,18 +18,9 @@ from newsletter_cli.cli import cli
 from newsletter_cli.config import load_config
 from newsletter_cli.errors import ConfigError
 from newsletter_cli.store import Store
-from newsletter_cli.unsubscribe import (
-    ONE_CLICK,
-    Endpoint,
-    Signer,
-    app_from_environment,
-    headers,
-    link,
-    load_secret,
-    make_server,
-    make_token,
-    read_token,
-)
+from newsletter_cli.unsubscribe import ONE_CLICK, Signer, headers, link, load_secret, make_token, read_token
+from newsletter_cli.web.server import make_server
+from newsletter_cli.web.unsubscribe import Endpoint, app_from_environment
 
 from .conftest import interrupt, newsletter_process
 

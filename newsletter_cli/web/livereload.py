@@ -1,9 +1,9 @@
-"""A live-reload server around a ``build()`` callable, after MkDocs' livereload.
+"""A live-reloading WSGI site around a ``build()`` callable, after MkDocs' livereload.
 
 It knows nothing about newsletters: ``build()`` returns the site as a mapping of paths to
-(content type, body); the server serves exactly those paths, watches some files, rebuilds when
-they change (debounced, in one thread), and keeps serving the last good site with the error
-shown when a rebuild fails. Pages long-poll ``/_livereload?since=N`` to learn of a new version.
+(content type, body); the app serves exactly those paths, a watcher rebuilds when files change
+(debounced, in one thread), and the last good site stays up with the error shown when a rebuild
+fails. Pages long-poll ``/_livereload?since=N`` to learn of a new version.
 
 Other web pages in the same browser must not drive it: a request whose Host is not an address
 of this machine (DNS rebinding) is refused, and a POST must carry the run's token, which only
@@ -24,35 +24,21 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http import HTTPStatus
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 from newsletter_cli.errors import NewsletterError
+from newsletter_cli.web import TEMPLATES
+from newsletter_cli.web.server import make_server
 
 Site = Mapping[str, tuple[str, bytes]]
 Action = Callable[[dict[str, str]], tuple[int, str]]
 POLL_SECONDS = 25.0
 TOKEN_HEADER = "X-Preview-Token"
 POSTS_PER_MINUTE = 5  # test sends: enough for a person, too few for a page that fires them in a loop
-# Shown until a first build succeeds: the error, and a reload as soon as a build works.
-WAITING_PAGE = b"""<!doctype html><html lang="en"><meta charset="utf-8"><title>Preview</title>
-<body style="font: 15px/1.5 sans-serif; margin: 32px; color: #9b1c1c">
-<strong>Nothing to show yet.</strong> Fix the error and save: this page updates by itself.
-<pre id="error" style="white-space: pre-wrap"></pre>
-<script>
-(async () => {
-  let version = 0;
-  for (;;) {
-    const answer = await (await fetch("/_livereload?since=" + version)).json();
-    if (!answer.error) { location.reload(); return; }
-    document.getElementById("error").textContent = answer.error;
-    version = answer.version;
-  }
-})();
-</script></body></html>
-"""
+WAITING_PAGE = (TEMPLATES / "waiting.html").read_bytes()  # until a first build succeeds
 
 
 @dataclass(frozen=True)
@@ -154,6 +140,47 @@ class LiveSite:
             self._posts.append(now)
             return True
 
+    # --- WSGI ------------------------------------------------------------------------------
+
+    def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> list[bytes]:
+        port = environ.get("SERVER_PORT", "")
+        origin = environ.get("HTTP_ORIGIN")
+        if not allowed_host(environ.get("HTTP_HOST"), port) or (
+            origin is not None and not allowed_host(urlsplit(origin).netloc, port)
+        ):
+            response = Response(403, "text/plain; charset=utf-8", b"this preview answers on 127.0.0.1 only\n")
+        else:
+            target = environ.get("PATH_INFO", "/") + (
+                f"?{environ['QUERY_STRING']}" if environ.get("QUERY_STRING") else ""
+            )
+            method = environ.get("REQUEST_METHOD", "GET")
+            if method == "POST":
+                response = self.post(target, _form(environ), environ.get("HTTP_X_PREVIEW_TOKEN", ""))
+            elif method in ("GET", "HEAD"):
+                response = self.get(target)
+            else:
+                response = Response(405, "text/plain; charset=utf-8", b"method not allowed\n")
+        reason = HTTPStatus(response.status).phrase
+        start_response(
+            f"{response.status} {reason}",
+            [
+                ("Content-Type", response.content_type),
+                ("Content-Length", str(len(response.body))),
+                ("Cache-Control", "no-store"),
+                ("X-Content-Type-Options", "nosniff"),
+            ],
+        )
+        return [response.body]
+
+
+def _form(environ: dict[str, Any]) -> dict[str, str]:
+    try:
+        length = min(max(int(environ.get("CONTENT_LENGTH") or 0), 0), 64 * 1024)
+    except ValueError:
+        length = 0
+    raw = environ["wsgi.input"].read(length).decode("utf-8", "replace") if length else ""
+    return {key: values[0] for key, values in parse_qs(raw).items()}
+
 
 class Watcher(threading.Thread):
     """Polls files' modification times; after a change settles, calls ``on_change`` once."""
@@ -192,7 +219,7 @@ class Watcher(threading.Thread):
                 print(f"newsletter preview: a rebuild failed: {exc!r}", file=sys.stderr)
 
 
-def allowed_host(header: str | None, port: int) -> bool:
+def allowed_host(header: str | None, port: int | str) -> bool:
     """A Host this server answers to: localhost or an IP address, with its port. A DNS name
     pointing at 127.0.0.1 is how another site's page reaches a local server (DNS rebinding)."""
     if not header:
@@ -209,69 +236,14 @@ def allowed_host(header: str | None, port: int) -> bool:
     return True
 
 
-def make_server(site: LiveSite, host: str, port: int) -> ThreadingHTTPServer:
-    class Handler(BaseHTTPRequestHandler):
-        server_version = "newsletter-preview"
-
-        def log_message(self, *args: object) -> None:
-            pass
-
-        def _foreign(self) -> bool:
-            if allowed_host(self.headers.get("Host"), self.server.server_address[1]):
-                origin = self.headers.get("Origin")
-                if origin is None or allowed_host(urlsplit(origin).netloc, self.server.server_address[1]):
-                    return False
-            self._send(Response(403, "text/plain; charset=utf-8", b"this preview answers on 127.0.0.1 only\n"))
-            return True
-
-        def _send(self, response: Response) -> None:
-            self.send_response(response.status)
-            self.send_header("Content-Type", response.content_type)
-            self.send_header("Content-Length", str(len(response.body)))
-            self.send_header("Cache-Control", "no-store")
-            self.send_header("X-Content-Type-Options", "nosniff")
-            self.end_headers()
-            self.wfile.write(response.body)
-
-        def do_GET(self) -> None:
-            if not self._foreign():
-                self._send(site.get(self.path))
-
-        def do_POST(self) -> None:
-            if self._foreign():
-                return
-            try:
-                length = min(max(int(self.headers.get("Content-Length") or 0), 0), 64 * 1024)
-            except ValueError:
-                self._send(Response(400, "text/plain; charset=utf-8", b"bad Content-Length\n"))
-                return
-            raw = self.rfile.read(length).decode("utf-8", "replace")
-            form = {key: values[0] for key, values in parse_qs(raw).items()}
-            self._send(site.post(self.path, form, self.headers.get(TOKEN_HEADER, "")))
-
-    class Server(ThreadingHTTPServer):
-        daemon_threads = True
-        allow_reuse_address = True
-
-        def handle_error(self, request: Any, client_address: Any) -> None:
-            """A browser tab closed during a long poll is routine, not worth a traceback."""
-            if not isinstance(sys.exc_info()[1], ConnectionError):
-                super().handle_error(request, client_address)
-
-    try:
-        return Server((host, port), Handler)
-    except OSError as exc:
-        raise NewsletterError(f"cannot listen on {host}:{port}: {exc.strerror}") from None
-
-
 def serve(
     site: LiveSite, host: str, port: int, watch: Callable[[], Iterable[Path]], ready: Callable[[str], None]
 ) -> None:
     """Serve until Ctrl-C; ``ready`` gets the URL once the port is bound."""
-    server = make_server(site, host, port)
+    server = make_server(host, port, site)
     watcher = Watcher(watch, site.rebuild)
     watcher.start()
-    ready(f"http://{host}:{server.server_address[1]}/")
+    ready(f"http://{host}:{server.server_port}/")
     try:
         server.serve_forever(poll_interval=0.2)
     finally:
