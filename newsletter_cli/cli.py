@@ -21,7 +21,7 @@ from typing import Any
 import click
 
 from newsletter_cli import __version__, scaffold, suppressions, unsubscribe
-from newsletter_cli.config import Config, load_config
+from newsletter_cli.config import Config, UnsubscribeMode, load_config
 from newsletter_cli.errors import NewsletterError, display_path
 from newsletter_cli.issue import new_issue
 from newsletter_cli.sendgrid_api import KEY_ENV, SendGrid, Timing
@@ -389,9 +389,9 @@ def send(
     with Sender(config, issue, options) as sender:
         if dry_run:
             out_dir = config.root / "build" / f"{sender.slug}-dry-run"
-            from newsletter_cli.sending.dry_run import dry_run
+            from newsletter_cli.sending.dry_run import dry_run as write_dry_run
 
-            plan, files = dry_run(sender, out_dir)
+            plan, files = write_dry_run(sender, out_dir)
             _show_plan(plan, sender)
             click.echo(
                 f"Dry run: wrote {files} batch payload{'s' * (files != 1)}"
@@ -422,6 +422,7 @@ def send(
 
 
 def _show_plan(plan: Plan, sender: Sender) -> None:
+    assert sender.rendered is not None
     sample = sender.rendered.personalize({"email": ""}).subject
     skipped = [f"{plan.invalid:,} invalid", f"{plan.duplicate:,} duplicate", f"{plan.suppressed:,} suppressed"]
     skipped.append(f"{plan.already_sent:,} already sent")
@@ -434,7 +435,7 @@ def _show_plan(plan: Plan, sender: Sender) -> None:
     config = sender.config
     mode = (
         f"SendGrid group {config.unsubscribe_group_id}"
-        if plan.mode == "sendgrid"
+        if plan.mode is UnsubscribeMode.SENDGRID
         else f"own endpoint ({config.unsubscribe_url})"
     )
     new = f" ({plan.new:,} new since the last send of this issue)" if plan.already_sent and plan.new else ""

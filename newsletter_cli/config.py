@@ -11,6 +11,7 @@ import re
 import tomllib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from enum import StrEnum
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -22,6 +23,13 @@ DEFAULT_SENDGRID_HOST = "https://api.sendgrid.com"
 EMAIL_RE = re.compile(r"^[^@\s<>,;\"]+@[^@\s<>,;\"]+\.[^@\s<>,;\"]+$")
 LANGUAGE_RE = re.compile(r"^[A-Za-z]{2,3}(-[A-Za-z0-9]{2,8})*$")
 LOOPBACK_HOSTS = {"localhost", "127.0.0.1", "::1"}
+
+
+class UnsubscribeMode(StrEnum):
+    """Who serves the unsubscribe link: our own endpoint, or a SendGrid unsubscribe group."""
+
+    ENDPOINT = "endpoint"
+    SENDGRID = "sendgrid"
 
 
 @dataclass(frozen=True)
@@ -65,8 +73,8 @@ class Config:
         return self.unsubscribe_list_id or self.from_email.lower()
 
     @property
-    def unsubscribe_mode(self) -> str:
-        return "sendgrid" if self.unsubscribe_group_id is not None else "endpoint"
+    def unsubscribe_mode(self) -> UnsubscribeMode:
+        return UnsubscribeMode.SENDGRID if self.unsubscribe_group_id is not None else UnsubscribeMode.ENDPOINT
 
 
 CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f\u2028\u2029]")  # Cc, Zl, Zp but tab and LF

@@ -139,7 +139,7 @@ def _fields_in(ast: nodes.Template, path: Path, first_line: int) -> Iterable[Mer
     defaulted: set[int] = set()
     for flt in ast.find_all(nodes.Filter):
         target = flt.node
-        if _subscriber_attr(target) is None:
+        if target is None or _subscriber_attr(target) is None:
             continue
         line = first_line + flt.lineno - 1
         if flt.name not in DEFAULT_FILTERS:

@@ -52,5 +52,5 @@ def to_bytes(mail: EmailMessage) -> bytes:
             continue
         pattern = re.compile(rb"^" + name.encode() + rb":.*?(?=" + newline + rb"(?![ \t])|\Z)", re.S | re.M | re.I)
         line = f"{name}: {' '.join(str(value).split())}".encode()
-        head = pattern.sub(lambda _match, line=line: line, head, count=1)
+        head = pattern.sub(line.replace(b"\\", b"\\\\"), head, count=1)
     return head + sep + body

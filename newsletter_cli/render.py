@@ -23,7 +23,7 @@ import jinja2
 from markupsafe import Markup
 
 from newsletter_cli import merge
-from newsletter_cli.config import Config
+from newsletter_cli.config import Config, UnsubscribeMode
 from newsletter_cli.errors import RenderError
 from newsletter_cli.issue import Issue
 from newsletter_cli.merge import HTML_CONTEXT, TEXT_CONTEXT, MergeField
@@ -125,7 +125,7 @@ def render(issue: Issue, config: Config, columns: frozenset[str] | None = None) 
     html = _inline_css(_mjml_to_html(mjml, issue.template))
     html = _insert_preheader(html, preheader)
 
-    unsubscribe_value = SENDGRID_UNSUBSCRIBE_TAG if config.unsubscribe_mode == "sendgrid" else None
+    unsubscribe_value = SENDGRID_UNSUBSCRIBE_TAG if config.unsubscribe_mode is UnsubscribeMode.SENDGRID else None
     html, text = (_finish(part, unsubscribe_value) for part in (html, text))
     everything = subject + preheader + html + text
     # only the fields the email really contains: each costs substitutions in every request

@@ -98,9 +98,14 @@ class Timing:
             if not value > 0:
                 raise SendGridError(f"{name}={text!r}: expected a number of seconds above 0")
             values[key] = value
-        if "backoff" in values:
-            values["max_wait"] = values["backoff"] * 60
-        return cls(**values)
+        default = cls()
+        backoff = values.get("backoff", default.backoff)
+        return cls(
+            timeout=values.get("timeout", default.timeout),
+            attempts=default.attempts,
+            backoff=backoff,
+            max_wait=backoff * 60 if "backoff" in values else default.max_wait,
+        )
 
 
 @dataclass(frozen=True)

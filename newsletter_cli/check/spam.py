@@ -9,7 +9,7 @@ from pathlib import Path
 
 from newsletter_cli import mime, unsubscribe
 from newsletter_cli.check.finding import ERROR, WARNING, Finding
-from newsletter_cli.config import Config
+from newsletter_cli.config import Config, UnsubscribeMode
 from newsletter_cli.issue import load_issue
 from newsletter_cli.render import SAMPLE_EMAIL, render
 
@@ -24,7 +24,7 @@ def spam(issue_path: Path, config: Config) -> tuple[list[Finding], list[str]]:
     rendered = render(load_issue(issue_path), config, None)
     link = unsubscribe.sample_link(config)
     message = rendered.personalize({"email": SAMPLE_EMAIL, "unsubscribe_url": link})
-    headers = unsubscribe.headers(config, link) if config.unsubscribe_mode == "endpoint" else {}
+    headers = unsubscribe.headers(config, link) if config.unsubscribe_mode is UnsubscribeMode.ENDPOINT else {}
     raw = mime.to_bytes(mime.build_message(config, message, SAMPLE_EMAIL, "", headers))
     try:
         done = subprocess.run(["spamassassin", "-L", "-t"], input=raw, capture_output=True, timeout=300, check=False)

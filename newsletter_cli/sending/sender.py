@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from newsletter_cli import merge, subscribers, suppressions, unsubscribe
-from newsletter_cli.config import Config
+from newsletter_cli.config import Config, UnsubscribeMode
 from newsletter_cli.errors import NewsletterError, display_path
 from newsletter_cli.issue import Issue, load_issue
 from newsletter_cli.render import Rendered, issue_fields, render
@@ -62,7 +62,7 @@ class Plan:
     slug: str
     subject: str
     sender: str
-    mode: str
+    mode: UnsubscribeMode
     to_send: int
     new: int
     already_sent: int
@@ -142,7 +142,8 @@ class Sender:
         # each row's merge values must fit SendGrid's limit: one that does not fails its whole batch
         self.budget = merge.Budget((*fields, *merge.FOOTER_FIELDS), unsubscribe.measuring_linker(config))
         self.refused: list[subscribers.Refused] = []  # the first rows skipped, with why
-        self.secret = unsubscribe.load_secret(self.environ) if config.unsubscribe_mode == "endpoint" else b""
+        own_endpoint = config.unsubscribe_mode is UnsubscribeMode.ENDPOINT
+        self.secret = unsubscribe.load_secret(self.environ) if own_endpoint else b""
         self.slug = self.issue.slug
         self.rendered: Rendered | None = None  # set by prepare() or dry_run()
         self.personalizer: Personalizer | None = None  # likewise

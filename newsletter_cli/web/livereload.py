@@ -193,7 +193,7 @@ class Watcher(threading.Thread):
         self.stopped = threading.Event()
 
     def snapshot(self) -> dict[Path, float]:
-        seen = {}
+        seen: dict[Path, float] = {}
         for path in self.paths():
             try:
                 seen[path] = os.stat(path).st_mtime_ns

@@ -39,7 +39,6 @@ SECURITY_HEADERS = [
 ]
 
 
-
 class Endpoint:
     """The WSGI application behind `newsletter serve-unsubscribe` and any WSGI server.
 
@@ -196,7 +195,7 @@ def app_from_environment(environ: Mapping[str, str] | None = None) -> Endpoint:
 
 
 def app(environ: Environ, start_response: StartResponse) -> list[bytes]:
-    """`newsletter_cli.unsubscribe:app` for any WSGI server; configured on its first request."""
+    """`newsletter_cli.web.unsubscribe:app` for any WSGI server; configured on its first request."""
     global _app
     if _app is None:
         _app = app_from_environment()
