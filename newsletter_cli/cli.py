@@ -1,8 +1,8 @@
 """The `newsletter` command: parse options, call the core, print what happened. Nothing else.
 
-check, build (lxml, markdown-it, mjml, premailer) and the web apps are imported inside
-the commands that use them, so that the other commands, and `newsletter send`'s parent process,
-start fast."""
+Each command imports the core it needs when it runs, so that `newsletter --help` starts about
+as fast as Click itself (benchmarks/startup.py) and no command pays for another's libraries
+(mjml, premailer and lxml cost half a second)."""
 
 from __future__ import annotations
 
@@ -16,20 +16,20 @@ import sys
 from collections.abc import Callable
 from dataclasses import asdict
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
-from newsletter_cli import __version__, scaffold, suppressions, unsubscribe
-from newsletter_cli.config import Config, UnsubscribeMode, load_config
+from newsletter_cli import __version__
 from newsletter_cli.errors import NewsletterError, display_path
-from newsletter_cli.issue import new_issue
-from newsletter_cli.sendgrid_api import KEY_ENV, SendGrid, Timing
-from newsletter_cli.sending import Outcome, Plan, Progress, Sender, SendError, SendOptions, parse_send_at
-from newsletter_cli.sending.status import addresses as send_addresses
-from newsletter_cli.sending.status import status as send_status
-from newsletter_cli.store import REASONS, Store
-from newsletter_cli.subscribers import DUPLICATE, INVALID, Counts, any_issue_budget, scan
+
+if TYPE_CHECKING:
+    from newsletter_cli.config import Config
+    from newsletter_cli.sending import Outcome, Plan, Sender
+
+# the suppression reasons (store.database.REASONS), spelled here for --reason's choices: the
+# store is not imported for --help (a test holds the two together)
+REASONS = ("unsubscribed", "bounced", "spam_report", "invalid", "manual")
 
 ISSUE_PATH = click.Path(exists=False, dir_okay=False, path_type=Path)
 
@@ -55,6 +55,8 @@ def list_option(command: Callable[..., Any]) -> Callable[..., Any]:
 
 
 def _config(config_path: Path | None) -> Config:
+    from newsletter_cli.config import load_config
+
     return load_config(config_path)
 
 
@@ -140,6 +142,8 @@ def new(title: str, config_path: Path | None) -> None:
     Example:
         newsletter new "January 2023: winter skin care"
     """
+    from newsletter_cli.issue import new_issue
+
     config = _config(config_path)
     path = new_issue(config.root / "issues", title, dt.date.today())
     click.echo(f"Wrote {display_path(path)}")
@@ -154,6 +158,8 @@ def init(folder: Path) -> None:
     Example:
         newsletter init my-newsletter
     """
+    from newsletter_cli import scaffold
+
     created = scaffold.init(folder, dt.date.today())
     for path in created:
         click.echo(f"Created {display_path(path)}")
@@ -183,6 +189,10 @@ def subscribers_check(csv_path: Path | None, config_path: Path | None) -> None:
         newsletter subscribers check
         newsletter subscribers check exports/mailchimp.csv
     """
+    from newsletter_cli import unsubscribe
+    from newsletter_cli.store import Store
+    from newsletter_cli.subscribers import DUPLICATE, INVALID, Counts, any_issue_budget, scan
+
     config = _config(config_path)
     path = csv_path or config.subscribers_path
     shown = display_path(path)
@@ -220,6 +230,9 @@ def unsubscribes_add(emails: tuple[str, ...], reason: str, config_path: Path | N
     Example:
         newsletter unsubscribes add ana@example.com lee@example.org --reason unsubscribed
     """
+    from newsletter_cli import suppressions
+    from newsletter_cli.store import Store
+
     with Store.for_folder(_config(config_path).state_dir) as store:
         result = suppressions.add(store, emails, reason, "cli")
     click.echo(f"Suppressed {result.added} address{'es' * (result.added != 1)}" + _already(result.already))
@@ -236,6 +249,8 @@ def unsubscribes_list(as_json: bool, config_path: Path | None) -> None:
         newsletter unsubscribes list
         newsletter unsubscribes list --json > suppressions.json
     """
+    from newsletter_cli.store import Store
+
     with Store.for_folder(_config(config_path).state_dir) as store:
         rows = store.suppressions()
         if as_json:
@@ -259,6 +274,9 @@ def unsubscribes_import(csv_path: Path, reason: str, config_path: Path | None) -
     Example:
         newsletter unsubscribes import mailchimp-unsubscribed.csv
     """
+    from newsletter_cli import suppressions
+    from newsletter_cli.store import Store
+
     with Store.for_folder(_config(config_path).state_dir) as store:
         result = suppressions.import_csv(store, csv_path, reason)
     skipped = f", {result.invalid} invalid address{'es' * (result.invalid != 1)} skipped" if result.invalid else ""
@@ -276,6 +294,10 @@ def unsubscribes_sync(config_path: Path | None) -> None:
     Example:
         SENDGRID_API_KEY=... newsletter unsubscribes sync
     """
+    from newsletter_cli import suppressions
+    from newsletter_cli.sendgrid_api import KEY_ENV, SendGrid, Timing
+    from newsletter_cli.store import Store
+
     config = _config(config_path)
     api = SendGrid(os.environ.get(KEY_ENV, ""), config.sendgrid_host, timing=Timing.from_environ())
     with Store.for_folder(config.state_dir) as store:
@@ -372,6 +394,8 @@ def send(
         newsletter send issues/2022-12-baby-botox.md --limit 50
         newsletter send issues/2022-12-baby-botox.md --yes
     """
+    from newsletter_cli.sending import Outcome, Sender, SendError, SendOptions, parse_send_at
+
     config = _config(config_path)
     options = SendOptions(
         list_path=list_path,
@@ -422,6 +446,8 @@ def send(
 
 
 def _show_plan(plan: Plan, sender: Sender) -> None:
+    from newsletter_cli.config import UnsubscribeMode
+
     assert sender.rendered is not None
     sample = sender.rendered.personalize({"email": ""}).subject
     skipped = [f"{plan.invalid:,} invalid", f"{plan.duplicate:,} duplicate", f"{plan.suppressed:,} suppressed"]
@@ -468,6 +494,7 @@ def _show_plan(plan: Plan, sender: Sender) -> None:
 
 def _run_with_progress(sender: Sender, plan: Plan) -> Outcome:
     """Ctrl-C lets the requests in flight finish and be recorded; a second one quits at once."""
+    from newsletter_cli.sending import Progress
 
     def first_interrupt(signum: int, frame: object) -> None:
         click.echo(
@@ -554,6 +581,9 @@ def status(issue: Path, as_json: bool, state: str | None, config_path: Path | No
         newsletter status issues/2022-12-baby-botox.md --json
         newsletter status issues/2022-12-baby-botox.md --addresses uncertain
     """
+    from newsletter_cli.sending.status import addresses as send_addresses
+    from newsletter_cli.sending.status import status as send_status
+
     if state is not None:
         for address in send_addresses(_config(config_path), issue.stem, state):
             click.echo(address)

@@ -298,3 +298,11 @@ def test_built_files_are_readable_by_anyone_like_any_file_the_user_saves(runner,
     assert runner.invoke(cli, ["build", "issues/2022-12-baby-botox.md"]).exit_code == 0
     for name in ("2022-12-baby-botox.html", "2022-12-baby-botox.txt"):
         assert stat.S_IMODE((example / "build" / name).stat().st_mode) == 0o644
+
+
+def test_the_reasons_help_offers_are_the_stores():
+    """cli.py spells them out so that --help need not import the store."""
+    from newsletter_cli import cli as cli_module
+    from newsletter_cli.store import REASONS
+
+    assert cli_module.REASONS == REASONS
