@@ -408,6 +408,7 @@ def send(
         resend_uncertain=resend_uncertain,
         force=force,
         drop_pending=drop_pending,
+        dry_run=dry_run,
     )
     again = _again(issue, list_path, config_path)
     with Sender(config, issue, options) as sender:
@@ -417,6 +418,13 @@ def send(
 
             plan, files = write_dry_run(sender, out_dir)
             _show_plan(plan, sender)
+            if sender.stand_in_secret:
+                click.echo(
+                    "Note: NEWSLETTER_SECRET is not set, so these unsubscribe links are signed with a throwaway "
+                    "secret and would not work; set it to see the links a real send carries."
+                )
+            if plan.to_send:
+                click.echo(f"Open {display_path(out_dir / 'sample.eml')} in any mail client to see the email as sent.")
             click.echo(
                 f"Dry run: wrote {files} batch payload{'s' * (files != 1)}"
                 f"{' and sample.eml' if plan.to_send else ''} to {display_path(out_dir)}/; nothing was sent."

@@ -793,3 +793,15 @@ def test_a_full_disk_during_a_send_is_one_line_and_the_journal_stays_exact(runne
     counts = assert_the_journal_tells_the_truth(runner, sendgrid, emails)
     assert counts["pending"] == 0
     assert counts["sent"] + counts["uncertain"] == 3000, resumed.output
+
+
+def test_a_dry_run_needs_no_key_and_no_secret_and_says_what_it_stood_in_for(runner, newsletter, monkeypatch):
+    write_list(newsletter, 2)
+    monkeypatch.delenv("SENDGRID_API_KEY")
+    monkeypatch.delenv("NEWSLETTER_SECRET")
+    result = send(runner, "--dry-run")
+    assert result.exit_code == 0, result.output
+    assert "Note: NEWSLETTER_SECRET is not set, so these unsubscribe links are signed with a throwaway" in result.output
+    assert "Open build/test-dry-run/sample.eml in any mail client to see the email as sent." in result.output
+    assert (newsletter / "build" / "test-dry-run" / "sample.eml").is_file()
+    assert send(runner, "--yes").output.startswith("Error: NEWSLETTER_SECRET is not set"), "a real send still needs it"

@@ -13,6 +13,7 @@ import contextlib
 import datetime as dt
 import os
 import queue
+import secrets
 import threading
 from collections.abc import Callable, Iterator, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -53,6 +54,7 @@ class SendOptions:
     resend_uncertain: bool = False
     force: bool = False  # send despite errors found by `newsletter check`
     drop_pending: bool = False  # drop pending recipients of an earlier run that this list lacks
+    dry_run: bool = False  # nothing leaves: a missing NEWSLETTER_SECRET is stood in for
 
 
 @dataclass
@@ -143,7 +145,12 @@ class Sender:
         self.budget = merge.Budget((*fields, *merge.FOOTER_FIELDS), unsubscribe.measuring_linker(config))
         self.refused: list[subscribers.Refused] = []  # the first rows skipped, with why
         own_endpoint = config.unsubscribe_mode is UnsubscribeMode.ENDPOINT
-        self.secret = unsubscribe.load_secret(self.environ) if own_endpoint else b""
+        # a dry run needs no setup: without the secret its links are signed with a throwaway one
+        self.stand_in_secret = own_endpoint and options.dry_run and not self.environ.get(unsubscribe.SECRET_ENV)
+        if self.stand_in_secret:
+            self.secret = secrets.token_bytes(32)
+        else:
+            self.secret = unsubscribe.load_secret(self.environ) if own_endpoint else b""
         self.slug = self.issue.slug
         self.rendered: Rendered | None = None  # set by prepare() or dry_run()
         self.personalizer: Personalizer | None = None  # likewise
