@@ -3,8 +3,8 @@ retries with backoff, and every failure turned into one readable line (never the
 
 The ``sendgrid`` client has no default timeout, no retries, and lets urllib's network errors
 through unwrapped; this module supplies all three. One cost it cannot remove: python_http_client
-formats every request body into a debug message even when nothing is logged (the repr of some
-450 KB per batch: about a fifth of a send worker's instructions, by valgrind's count).
+formats every request body into a debug message even when nothing is logged (the README's
+"Sending" figures say what it costs a send).
 """
 
 from __future__ import annotations

@@ -12,7 +12,6 @@ import shutil
 import subprocess
 import sys
 from email.policy import default
-from pathlib import Path
 
 import click
 import pytest

@@ -66,8 +66,8 @@ MIGRATIONS: tuple[str, ...] = (
         PRIMARY KEY (slug, id)
     );
     """,
-    # Pending rows are found by walking seq from a cursor (journal.py): keeping this index cost
-    # a quarter of the time of writing a list into the journal.
+    # Pending rows are found by walking seq from a cursor (journal.py): keeping this index slowed
+    # every row written into the journal.
     "DROP INDEX recipients_pending;",
     # Which list each run read (a resume from another list must not drop anyone silently), what
     # a declined run must restore, the list's row count for status, and the unsubscribes the
@@ -203,9 +203,6 @@ class Store:
                     f" WHERE email IN ({','.join('?' * len(chunk))})",
                     (error, *chunk),
                 )
-
-    def count_pushes(self) -> int:
-        return self.db.execute("SELECT count(*) FROM pushes").fetchone()[0]
 
     def suppressions(self) -> Iterator[Suppression]:
         rows = self.db.execute("SELECT email, reason, source, created_at FROM suppressions ORDER BY created_at, email")

@@ -11,7 +11,7 @@ Each run remembers the list it read (``runs``). Rows an earlier run wrote that t
 lacks are *stale*: ``settle`` drops them only when the same list was read (its rows were removed
 from it) or when told to; a run declined or refused puts back what it changed.
 
-Pending rows have no index of their own (it made writing a list a quarter slower): batches are
+Pending rows have no index of their own (it slowed writing a list): batches are
 taken by walking ``seq`` from a cursor, and the pending count is the issue's rows less those
 its batches hold. Queries over a range of ``seq`` say ``+slug`` so that SQLite walks the range
 instead of the address index, which it otherwise picks (and which covers every row of the issue).

@@ -37,6 +37,7 @@ Site = Mapping[str, tuple[str, bytes]]
 Action = Callable[[dict[str, str]], tuple[int, str]]
 POLL_SECONDS = 25.0
 TOKEN_HEADER = "X-Preview-Token"
+TOKEN_ENVIRON = "HTTP_" + TOKEN_HEADER.upper().replace("-", "_")  # as WSGI names it
 POSTS_PER_MINUTE = 5  # test sends: enough for a person, too few for a page that fires them in a loop
 WAITING_PAGE = (TEMPLATES / "waiting.html").read_bytes()  # until a first build succeeds
 
@@ -155,7 +156,7 @@ class LiveSite:
             )
             method = environ.get("REQUEST_METHOD", "GET")
             if method == "POST":
-                response = self.post(target, _form(environ), environ.get("HTTP_X_PREVIEW_TOKEN", ""))
+                response = self.post(target, _form(environ), environ.get(TOKEN_ENVIRON, ""))
             elif method in ("GET", "HEAD"):
                 response = self.get(target)
             else:
