@@ -18,8 +18,8 @@ def test_it_serves_exactly_the_built_paths_and_nothing_else():
         assert site.get(path).status == 404
 
 
-def test_a_failed_rebuild_keeps_the_last_good_site_and_reports_the_error():
-    results = [{"/": ("text/html", b"good")}]
+def builds(results: list):
+    """A build that returns (or raises) the next of ``results`` each time it is called."""
 
     def build_once():
         result = results.pop(0)
@@ -27,7 +27,12 @@ def test_a_failed_rebuild_keeps_the_last_good_site_and_reports_the_error():
             raise result
         return result
 
-    site = livereload.LiveSite(build_once)
+    return build_once
+
+
+def test_a_failed_rebuild_keeps_the_last_good_site_and_reports_the_error():
+    results: list = [{"/": ("text/html", b"good")}]
+    site = livereload.LiveSite(builds(results))
     results.append(IssueError("invalid front matter: oops", "issues/x.md", 3))
     site.rebuild()
     assert site.get("/").body == b"good"
@@ -110,15 +115,8 @@ def test_odd_query_values_are_a_400_not_a_crash():
 
 
 def test_any_exception_in_a_rebuild_is_shown_and_the_next_save_still_builds():
-    results: list = [{"/": ("text/html", b"good")}, TypeError("unsupported operand"), {"/": ("text/html", b"again")}]
-
-    def build_once():
-        result = results.pop(0)
-        if isinstance(result, Exception):
-            raise result
-        return result
-
-    site = livereload.LiveSite(build_once)
+    results = [{"/": ("text/html", b"good")}, TypeError("unsupported operand"), {"/": ("text/html", b"again")}]
+    site = livereload.LiveSite(builds(results))
     site.rebuild()
     assert site.error == "the preview failed unexpectedly (TypeError: unsupported operand); save again to retry"
     assert site.get("/").body == b"good"
