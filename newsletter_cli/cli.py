@@ -191,17 +191,19 @@ def subscribers_check(csv_path: Path | None, config_path: Path | None) -> None:
     """
     from newsletter_cli import unsubscribe
     from newsletter_cli.store import Store
-    from newsletter_cli.subscribers import DUPLICATE, INVALID, Counts, any_issue_budget, scan
+    from newsletter_cli.subscribers import DUPLICATE, INVALID, UNSUBSCRIBED, Counts, any_issue_budget, notices, scan
 
     config = _config(config_path)
     path = csv_path or config.subscribers_path
     shown = display_path(path)
     counts = Counts()
+    for note in notices(path):
+        click.echo(f"Note: {note}")
     budget = any_issue_budget(path, unsubscribe.measuring_linker(config))
     with Store.for_folder(config.state_dir) as store:
         for row in scan(path, store.suppressed_among, budget):
             counts.add(row)
-            if row.status in (INVALID, DUPLICATE):
+            if row.status in (INVALID, DUPLICATE, UNSUBSCRIBED):
                 click.echo(f"{shown}:{row.line}: {row.reason}")
     click.echo(f"{shown}: {counts}")
     if counts.rejected:
@@ -281,6 +283,8 @@ def unsubscribes_import(csv_path: Path, reason: str, config_path: Path | None) -
         result = suppressions.import_csv(store, csv_path, reason)
     skipped = f", {result.invalid} invalid address{'es' * (result.invalid != 1)} skipped" if result.invalid else ""
     click.echo(f"Imported {result.added} from {display_path(csv_path)}" + _already(result.already, skipped))
+    if result.kept:
+        click.echo(f"Left out {result.kept} row{'s' * (result.kept != 1)} the file marks as still subscribed.")
 
 
 @unsubscribes.command("sync")
@@ -459,6 +463,8 @@ def _show_plan(plan: Plan, sender: Sender) -> None:
     assert sender.rendered is not None
     sample = sender.rendered.personalize({"email": ""}).subject
     skipped = [f"{plan.invalid:,} invalid", f"{plan.duplicate:,} duplicate", f"{plan.suppressed:,} suppressed"]
+    if plan.unsubscribed:
+        skipped.append(f"{plan.unsubscribed:,} unsubscribed (the list says so)")
     skipped.append(f"{plan.already_sent:,} already sent")
     if plan.dropped:
         skipped.append(f"{plan.dropped:,} pending no longer on the list (dropped)")
@@ -494,10 +500,9 @@ def _show_plan(plan: Plan, sender: Sender) -> None:
     shown = display_path(sender.list_path)
     for refused in sender.refused:
         click.echo(f"{shown}:{refused.line}: skipped: {refused.reason}")
-    if plan.invalid > len(sender.refused):
-        click.echo(
-            f"{shown}: and {plan.invalid - len(sender.refused):,} more invalid rows: see 'newsletter subscribers check'"
-        )
+    more = plan.invalid + plan.unsubscribed - len(sender.refused)
+    if more > 0:
+        click.echo(f"{shown}: and {more:,} more skipped rows: see 'newsletter subscribers check'")
 
 
 def _run_with_progress(sender: Sender, plan: Plan) -> Outcome:
@@ -604,7 +609,9 @@ def status(issue: Path, as_json: bool, state: str | None, config_path: Path | No
     click.echo(
         f"{issue.stem}: {result['sent']:,} sent, {result['pending']:,} pending, {result['failed']:,} failed, "
         f"{result['uncertain']:,} uncertain; skipped {result['suppressed']:,} suppressed, "
-        f"{result['invalid']:,} invalid, {result['duplicate']:,} duplicate{rows}"
+        f"{result['invalid']:,} invalid, {result['duplicate']:,} duplicate"
+        + (f", {result['unsubscribed']:,} unsubscribed (the list says so)" if result["unsubscribed"] else "")
+        + rows
     )
     if result["not_on_list"]:
         click.echo(f"{result['not_on_list']:,} of those are not on the list the last send read (an earlier list).")

@@ -6,20 +6,20 @@ live in a private temporary SQLite database (on disk, a bounded page cache) rath
 
 from __future__ import annotations
 
-import csv
 import re
 import sqlite3
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from itertools import islice
 from pathlib import Path
-from typing import NamedTuple, TextIO
+from typing import NamedTuple
 
 from newsletter_cli.errors import SubscriberError
+from newsletter_cli.listfile import Layout, Status, layout, records
 from newsletter_cli.merge import FOOTER_FIELDS, Budget, MergeField
 
-EMAIL_ALIASES = {"email_address": "email", "e_mail": "email", "e_mail_address": "email"}
 VALID, INVALID, DUPLICATE, SUPPRESSED = "valid", "invalid", "duplicate", "suppressed"
+UNSUBSCRIBED = "unsubscribed"  # the platform's own export says so (listfile's status columns)
 CHUNK = 1000
 # The common case, checked by one regex (benchmarks/subscribers_scan.py): a plain ASCII address that
 # email-validator accepts unchanged but for the domain's case (tests/test_subscribers.py holds
@@ -43,10 +43,12 @@ MAX_NAME = 100
 
 
 class Refused(NamedTuple):
-    """A record the send path skips for a reason other than its address (``addresses``)."""
+    """A record the send path skips, with its line and why (``addresses``); ``status`` is
+    INVALID or UNSUBSCRIBED."""
 
     line: int
     reason: str
+    status: str = INVALID
 
 
 class Row(NamedTuple):
@@ -80,12 +82,6 @@ def display_name(name: str | None, first: str | None, last: str | None) -> str:
     return name[:MAX_NAME]
 
 
-def normalize_column(name: str) -> str:
-    """`First Name`, `first-name` and `FIRST_NAME` are one column; Mailchimp's `Email Address` is `email`."""
-    key = re.sub(r"[\s\-]+", "_", name.strip().lower())
-    return EMAIL_ALIASES.get(key, key)
-
-
 def normalize_address(raw: str) -> str:
     """The address to send to, or ValueError with email-validator's reason."""
     address = raw.strip()
@@ -103,37 +99,39 @@ def normalize_address(raw: str) -> str:
     return result.ascii_email or result.normalized
 
 
-def _records(path: Path) -> Iterator[tuple[int, list[str], list[str]]]:
-    """(line where the record starts, the header's columns, the record's cells) for every record;
-    a CSV or encoding error is one line naming the file and line."""
-    with _open(path) as handle:
-        reader = csv.reader(handle)
-        try:
-            columns = _header(reader, path)
-            start = reader.line_num + 1
-            for record in reader:
-                yield start, columns, record
-                start = reader.line_num + 1
-        except UnicodeDecodeError:
-            raise SubscriberError("not UTF-8 text", path, reader.line_num + 1) from None
-        except csv.Error as exc:
-            raise SubscriberError(f"malformed CSV: {exc}", path, reader.line_num) from None
+def _records(path: Path) -> Iterator[tuple[int, Layout, list[str]]]:
+    """(line where the record starts, the file's layout, the record's cells) for every record;
+    any error is one line naming the file and line (see listfile)."""
+    found = layout(path)
+    for start, record in records(found):
+        yield start, found, record
 
 
-def read_rows(path: Path) -> Iterator[tuple[int, dict[str, str]]]:
-    """Yield (line where the record starts, cells by column) for each non-blank record."""
-    for start, columns, record in _records(path):
+def read_rows(path: Path) -> Iterator[tuple[int, dict[str, str], Status | None]]:
+    """(line where the record starts, cells by column, what a status column says) for each
+    non-blank record."""
+    for start, found, record in _records(path):
         if any(record):
-            cells = {col: _clean(cell) for col, cell in zip(columns, record, strict=False) if col}
+            cells = {col: _clean(cell) for col, cell in zip(found.columns, record, strict=False) if col}
             if any(cells.values()):
-                yield start, cells
+                if found.derive_first_name and not cells.get("first_name"):
+                    cells["first_name"] = first_word(cells.get("name", ""))
+                yield start, cells, found.status(record)
+
+
+def first_word(name: str) -> str:
+    """A first name from a whole one: Ghost's and others' exports have only ``name``."""
+    return name.split(maxsplit=1)[0] if name.strip() else ""
 
 
 def validated(path: Path, budget: Budget | None = None) -> Iterator[Row]:
     """Every record with its address checked (valid or invalid), not yet de-duplicated; with a
     ``budget``, a record whose merge values SendGrid would refuse is invalid too."""
-    for line, cells in read_rows(path):
+    for line, cells, status in read_rows(path):
         raw = cells.get("email", "")
+        if status is not None:
+            yield Row(line, raw, cells, UNSUBSCRIBED, status.reason)
+            continue
         try:
             email = normalize_address(raw)
         except ValueError as exc:
@@ -168,19 +166,28 @@ def addresses(
     calling them made this loop 15-20% slower."""
     fast, junk = FAST_EMAIL.fullmatch, _NAME_JUNK.search
     surely_fits = budget.surely_fits if budget is not None else None
-    layout: tuple[int, list[int], list[tuple[str, int]], list[int | None]] | None = None
-    for line, columns, record in _records(path):
-        if layout is None:
-            layout = (
+    at: tuple[int, list[int], list[tuple[str, int]], list[int | None], bool] | None = None
+    for line, found, record in _records(path):
+        if at is None:
+            columns = found.columns
+            at = (
                 columns.index("email"),
                 [i for i, column in enumerate(columns) if column],
                 [(name, columns.index(name)) for name in kept if name in columns],
                 [columns.index(c) if c in columns else None for c in ("name", "first_name", "last_name")],
+                found.derive_first_name and "first_name" in kept,
             )
-        email_at, named_at, kept_at, (name_at, first_at, last_at) = layout
+        email_at, named_at, kept_at, (name_at, first_at, last_at), derive_first = at
         if len(record) < len(columns):
             record += [""] * (len(columns) - len(record))
         raw = record[email_at]
+        if found.rules:
+            status = found.status(record)
+            if status is not None:
+                if not raw.strip() and not any(record[i].strip() for i in named_at):
+                    continue  # a blank record, as read_rows sees it
+                yield Refused(line, status.reason, UNSUBSCRIBED)
+                continue
         match = fast(raw.strip())
         if match is not None:
             email = f"{match.group(1)}@{match.group(2).lower()}"
@@ -208,6 +215,11 @@ def addresses(
             if value:
                 values[field] = value
                 length += len(value)
+        if derive_first and not values.get("first_name") and name_at is not None:
+            first = first_word(_clean(record[name_at]))
+            if first:
+                values["first_name"] = first
+                length += len(first)
         if junk(name) or len(name) > MAX_NAME:
             name = display_name(name, None, None)
         if surely_fits is not None and length >= surely_fits:
@@ -275,37 +287,19 @@ class _Seen:
         return first
 
 
+def notices(path: Path) -> list[str]:
+    """What the user should know about how the file was read (its encoding, a repeated column)."""
+    return list(layout(path).notices)
+
+
 def columns(path: Path) -> frozenset[str]:
     """The list's merge fields, from its header row alone."""
-    with _open(path) as handle:
-        try:
-            return frozenset(c for c in _header(csv.reader(handle), path) if c)
-        except (UnicodeDecodeError, csv.Error) as exc:
-            raise SubscriberError(f"unreadable header row: {exc}", path, 1) from None
+    return layout(path).names
 
 
 def columns_if_listed(path: Path) -> frozenset[str] | None:
     """The list's columns, or None when there is no list (merge fields are then unchecked)."""
     return columns(path) if path.exists() else None
-
-
-def _open(path: Path) -> TextIO:
-    try:
-        return path.open(newline="", encoding="utf-8-sig")
-    except FileNotFoundError:
-        raise SubscriberError("subscriber list not found", path) from None
-    except OSError as exc:
-        raise SubscriberError(f"cannot read: {exc.strerror}", path) from None
-
-
-def _header(reader: Iterator[list[str]], path: Path) -> list[str]:
-    header = next(reader, None)
-    if header is None:
-        raise SubscriberError("empty file: a header row with an 'email' column is required", path, 1)
-    names = [normalize_column(name) for name in header]
-    if "email" not in names:
-        raise SubscriberError("no 'email' column in the header row", path, 1)
-    return names
 
 
 def sample_row(path: Path, email: str | None = None) -> dict[str, str]:
@@ -328,6 +322,7 @@ class Counts:
     invalid: int = 0
     duplicates: int = 0
     suppressed: int = 0
+    unsubscribed: int = 0
 
     def add(self, row: Row) -> None:
         self.rows += 1
@@ -337,6 +332,8 @@ class Counts:
             self.invalid += 1
         elif row.status == DUPLICATE:
             self.duplicates += 1
+        elif row.status == UNSUBSCRIBED:
+            self.unsubscribed += 1
         else:
             self.suppressed += 1
 
@@ -348,6 +345,7 @@ class Counts:
         return (
             f"{self.rows} rows: {self.valid} valid, {self.invalid} invalid, "
             f"{self.duplicates} duplicate{'s' * (self.duplicates != 1)}, {self.suppressed} suppressed"
+            + (f", {self.unsubscribed} unsubscribed (the list says so)" if self.unsubscribed else "")
         )
 
 

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from newsletter_cli.errors import NewsletterError
+from newsletter_cli.listfile import layout
 from newsletter_cli.sendgrid_api import SUPPRESSION_LISTS, SendGrid, SendGridError
 from newsletter_cli.store import Store, Suppression
 from newsletter_cli.subscribers import normalize_address, read_rows
@@ -17,6 +18,7 @@ class Added:
     added: int
     already: int
     invalid: int = 0
+    kept: int = 0  # rows a platform's export marks as still subscribed: not suppressed
 
 
 def add(store: Store, emails: Iterable[str], reason: str, source: str) -> Added:
@@ -32,23 +34,29 @@ def add(store: Store, emails: Iterable[str], reason: str, source: str) -> Added:
 
 
 def import_csv(store: Store, path: Path, reason: str) -> Added:
-    """Suppress every address in a CSV with an email column (an unsubscribe export, say)."""
-    invalid = 0
-    total = 0
+    """Suppress the addresses of a CSV with an email column (an unsubscribe export, say). A
+    platform's export of its whole audience says who left in its status columns (listfile):
+    then only those rows are suppressed, each with the reason its status gives (a bounce, a
+    complaint), and the others, still subscribed there, are counted as ``kept``."""
+    invalid = kept = total = 0
+    has_status = bool(layout(path).rules)
 
     def entries() -> Iterable[Suppression]:
-        nonlocal invalid, total
-        for _, cells in read_rows(path):
+        nonlocal invalid, kept, total
+        for _, cells, status in read_rows(path):
+            if has_status and status is None:
+                kept += 1
+                continue
             try:
                 email = normalize_address(cells.get("email", ""))
             except ValueError:
                 invalid += 1
                 continue
             total += 1
-            yield Suppression(email, reason, f"import:{path.name}")
+            yield Suppression(email, status.kind if status else reason, f"import:{path.name}")
 
     added = store.suppress(entries())
-    return Added(added, total - added, invalid)
+    return Added(added, total - added, invalid, kept)
 
 
 def sync(store: Store, api: SendGrid, group_id: int | None) -> dict[str, int]:

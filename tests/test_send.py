@@ -481,7 +481,7 @@ def assert_the_journal_tells_the_truth(runner, sendgrid, emails: list[str]) -> d
     assert sent <= set(received), "recorded as sent but never delivered"
     assert set(received) <= sent | uncertain, "delivered but recorded as neither sent nor uncertain"
     counts = status(runner)
-    parts = ("sent", "pending", "failed", "uncertain", "suppressed", "invalid", "duplicate")
+    parts = ("sent", "pending", "failed", "uncertain", "suppressed", "invalid", "duplicate", "unsubscribed")
     assert sum(counts[k] for k in parts) == counts["rows"] + counts["not_on_list"] == len(emails)
     return counts
 
@@ -805,3 +805,51 @@ def test_a_dry_run_needs_no_key_and_no_secret_and_says_what_it_stood_in_for(runn
     assert "Open build/test-dry-run/sample.eml in any mail client to see the email as sent." in result.output
     assert (newsletter / "build" / "test-dry-run" / "sample.eml").is_file()
     assert send(runner, "--yes").output.startswith("Error: NEWSLETTER_SECRET is not set"), "a real send still needs it"
+
+
+# --- lists as platforms export them -----------------------------------------------------------
+
+PLATFORM_EXPORTS = {
+    # real export headers; see tests/test_listfile.py for where each comes from
+    "Substack": "email,expiry,email_disabled,stripe_connected_customer_id,type\n"
+    "on@example.com,2021-07-06T16:20:44.000Z,false,cus_D5JgW66mn4j0BQ,paid\n"
+    "off@example.com,2025-06-23T23:41:42.980Z,true,,comp\n",
+    "Ghost": "id,email,name,note,subscribed_to_emails,complimentary_plan,stripe_customer_id,created_at,deleted_at\n"
+    "1,on@example.com,On Person,,true,false,,2024-01-15T10:00:00.000Z,\n"
+    "2,off@example.com,Off Person,,false,false,,2024-01-15T10:00:00.000Z,\n"
+    "3,gone@example.com,Gone Person,,true,false,,2024-01-15T10:00:00.000Z,2024-03-01T00:00:00.000Z\n",
+    "Buttondown": "email,notes,metadata,tags,creation_date,subscriber_type\n"
+    "on@example.com,,,,2024-01-01,regular\noff@example.com,,,,2024-01-01,unsubscribed\n",
+    "Kit": "first_name,email_address,state,created_at\nOn,on@example.com,active,2025-03-03\n"
+    "Off,off@example.com,cancelled,2025-03-03\n",
+}
+
+
+@pytest.mark.parametrize("platform", PLATFORM_EXPORTS)
+def test_a_platforms_export_is_sent_to_exactly_its_subscribed_rows(runner, newsletter, sendgrid, platform):
+    (newsletter / "subscribers.csv").write_text(PLATFORM_EXPORTS[platform])
+    dry = send(runner, "--dry-run")
+    assert dry.exit_code == 0, dry.output
+    payload = json.loads((newsletter / "build" / "test-dry-run" / "batch-0001.json").read_text())
+    assert [p["to"][0]["email"] for p in payload["personalizations"]] == ["on@example.com"]
+    left = PLATFORM_EXPORTS[platform].count("\n") - 2
+    assert f"{left} unsubscribed (the list says so)" in dry.output
+    assert "skipped: not subscribed: " in dry.output
+    result = send(runner, "--yes")
+    assert result.exit_code == 0, result.output
+    assert [d.email for d in sendgrid.deliveries] == ["on@example.com"]
+    counts = status(runner)
+    assert (counts["sent"], counts["unsubscribed"], counts["rows"]) == (1, left, left + 1)
+
+
+def test_a_stray_quote_stops_the_send_before_anything_leaves(runner, newsletter, sendgrid):
+    rows = [f"user{i}@example.com,User{i}" for i in range(40)]
+    rows[2] = 'user2@example.com,"User2'
+    (newsletter / "subscribers.csv").write_text("email,first_name\n" + "\n".join(rows) + "\n")
+    result = send(runner, "--yes")
+    assert result.exit_code == 1
+    assert result.output == (
+        "Error: subscribers.csv:4: a quote opens a cell here and is never closed: it would swallow the rest of "
+        "the file\n"
+    )
+    assert sendgrid.deliveries == []

@@ -47,6 +47,8 @@ def findings(
     notes = []
     if columns is None:
         notes.append(f"no subscriber list at {display_path(path)}: merge fields were not checked against it")
+    else:
+        notes += subscribers.notices(path)
     found = [
         *source.front_matter(issue, file),
         *source.source(issue, file),

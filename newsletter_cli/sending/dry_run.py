@@ -76,8 +76,8 @@ def _valid_chunks(
     chunk: list[subscribers.Row] = []
     for row in subscribers.scan(path, store.suppressed_among, budget):
         counts.add(row)
-        if row.status == subscribers.INVALID and len(refused) < SHOWN_REFUSALS:
-            refused.append(subscribers.Refused(row.line, row.reason))
+        if row.status in (subscribers.INVALID, subscribers.UNSUBSCRIBED) and len(refused) < SHOWN_REFUSALS:
+            refused.append(subscribers.Refused(row.line, row.reason, row.status))
         if row.status == subscribers.VALID:
             chunk.append(row)
             if len(chunk) == 500:

@@ -28,6 +28,7 @@ class ListReader:
         self.budget = budget
         self.valid = 0
         self.invalid = 0
+        self.unsubscribed = 0  # rows the list's own status columns mark as not subscribed
         self.refused: list[subscribers.Refused] = []
 
     def __iter__(self) -> Iterator[list[tuple[str, str]]]:
@@ -52,7 +53,7 @@ class ListReader:
                 elif kind == "error":
                     raise SubscriberError(payload)
                 else:
-                    self.valid, self.invalid, self.refused = payload
+                    self.valid, self.invalid, self.unsubscribed, self.refused = payload
                     finished = True
                     return
         finally:
@@ -76,13 +77,16 @@ def read_list(path: Path, kept: list[str], out: Any, parent: int, budget: merge.
                 if os.getppid() != parent:  # the parent was killed: nobody will read
                     os._exit(0)
 
-    valid = invalid = 0
+    valid = invalid = unsubscribed = 0
     refused: list[subscribers.Refused] = []
     records: list[tuple[str, str]] = []
     try:
         for found in subscribers.addresses(path, kept, budget):
             if isinstance(found, subscribers.Refused):
-                invalid += 1
+                if found.status == subscribers.UNSUBSCRIBED:
+                    unsubscribed += 1
+                else:
+                    invalid += 1
                 if len(refused) < SHOWN_REFUSALS:
                     refused.append(found)
                 continue
@@ -97,4 +101,4 @@ def read_list(path: Path, kept: list[str], out: Any, parent: int, budget: merge.
         return
     if records:
         hand_over(("rows", records))
-    hand_over(("done", (valid, invalid, refused)))
+    hand_over(("done", (valid, invalid, unsubscribed, refused)))

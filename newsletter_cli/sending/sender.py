@@ -78,6 +78,7 @@ class Plan:
     learned: dict[str, int] | None
     run: int = 0
     rows: int = 0
+    unsubscribed: int = 0  # rows the list's own status columns mark as not subscribed
     dropped: int = 0  # pending recipients of an earlier run that are no longer on the list
     sent_elsewhere: int = 0  # recipients sent by an earlier run whom this run's list lacks
 
@@ -255,10 +256,11 @@ class Sender:
         self.refused = reader.refused
         counts = subscribers.Counts()
         counts.invalid = reader.invalid
+        counts.unsubscribed = reader.unsubscribed
         counts.duplicates = reader.valid - listed
         counts.suppressed, dropped = self.journal.settle(run)
         counts.valid = listed - counts.suppressed
-        counts.rows = counts.invalid + counts.duplicates + listed
+        counts.rows = counts.invalid + counts.unsubscribed + counts.duplicates + listed
         state = self.journal.counts()
         plan = self.plan_for(state, counts, new, learned, run)
         plan.dropped = dropped
@@ -293,7 +295,7 @@ class Sender:
 
     def confirm(self, plan: Plan) -> None:
         """The user said yes: record what this run's list held, for ``status``."""
-        self.journal.record_skips(plan.run, plan.rows, plan.invalid, plan.duplicate, plan.suppressed)
+        self.journal.record_skips(plan.run, plan.rows, plan.invalid, plan.duplicate, plan.suppressed, plan.unsubscribed)
 
     def plan_for(
         self,
@@ -325,6 +327,7 @@ class Sender:
             learned=learned,
             run=run,
             rows=counts.rows,
+            unsubscribed=counts.unsubscribed,
         )
 
     def decline(self, plan: Plan) -> None:

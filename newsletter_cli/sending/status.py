@@ -14,7 +14,8 @@ from newsletter_cli.store.journal import FAILED, IN_FLIGHT, PENDING, SENT, UNCER
 def status(config: Config, slug: str) -> dict[str, Any]:
     """The seven counts (integers), then the time of the last batch and the failed batches.
 
-    sent + pending + failed + uncertain + suppressed + invalid + duplicate = rows + not_on_list:
+    sent + pending + failed + uncertain + suppressed + invalid + duplicate + unsubscribed = rows +
+    not_on_list:
     ``rows`` are those of the list the latest run read, ``not_on_list`` the journal's recipients
     (sent to, say) whom that list no longer has."""
     if not (config.state_dir / DB_NAME).exists():
@@ -35,6 +36,7 @@ def status(config: Config, slug: str) -> dict[str, Any]:
             "suppressed": summary["suppressed"],
             "invalid": summary["invalid"],
             "duplicate": summary["duplicate"],
+            "unsubscribed": summary["unsubscribed"],
             "rows": summary["rows"],
             "not_on_list": summary["not_on_list"],
             "in_flight": in_flight if running else 0,

@@ -91,6 +91,8 @@ MIGRATIONS: tuple[str, ...] = (
         last_error TEXT
     ) WITHOUT ROWID;
     """,
+    # rows a platform's export marks as not subscribed, skipped by the latest run
+    "ALTER TABLE sends ADD COLUMN unsubscribed INTEGER NOT NULL DEFAULT 0;",
 )
 
 

@@ -169,12 +169,15 @@ class Journal:
             ).rowcount
         return suppressed, stale
 
-    def record_skips(self, run: int, rows: int, invalid: int, duplicate: int, suppressed: int) -> None:
+    def record_skips(
+        self, run: int, rows: int, invalid: int, duplicate: int, suppressed: int, unsubscribed: int = 0
+    ) -> None:
         """What this run's list held, for ``status``: its rows and those it skipped, by reason."""
         with self.store.transaction() as db:
             db.execute(
-                "UPDATE sends SET run = ?, listed_rows = ?, invalid = ?, duplicate = ?, suppressed = ? WHERE slug = ?",
-                (run, rows, invalid, duplicate, suppressed, self.slug),
+                "UPDATE sends SET run = ?, listed_rows = ?, invalid = ?, duplicate = ?, suppressed = ?,"
+                " unsubscribed = ? WHERE slug = ?",
+                (run, rows, invalid, duplicate, suppressed, unsubscribed, self.slug),
             )
 
     def discard(self, run: int) -> None:
@@ -320,10 +323,11 @@ class Journal:
         """The latest planned run's list: its rows, those skipped by reason, and the journal's rows
         that are not on it (sent to from an earlier list); the last batch's time."""
         row = self.db.execute(
-            "SELECT invalid, duplicate, suppressed, last_batch_at, run, listed_rows FROM sends WHERE slug = ?",
+            "SELECT invalid, duplicate, suppressed, last_batch_at, run, listed_rows, unsubscribed"
+            " FROM sends WHERE slug = ?",
             (self.slug,),
         ).fetchone()
-        invalid, duplicate, suppressed, last, run, rows = row or (0, 0, 0, None, None, None)
+        invalid, duplicate, suppressed, last, run, rows, unsubscribed = row or (0, 0, 0, None, None, None, 0)
         not_listed = (
             self.db.execute("SELECT count(*) FROM recipients WHERE slug = ? AND run != ?", (self.slug, run)).fetchone()[
                 0
@@ -336,6 +340,7 @@ class Journal:
             "invalid": invalid,
             "duplicate": duplicate,
             "suppressed": suppressed,
+            "unsubscribed": unsubscribed,
             "not_on_list": not_listed,
             "last_batch_at": last,
         }
