@@ -828,11 +828,17 @@ PLATFORM_EXPORTS = {
 @pytest.mark.parametrize("platform", PLATFORM_EXPORTS)
 def test_a_platforms_export_is_sent_to_exactly_its_subscribed_rows(runner, newsletter, sendgrid, platform):
     (newsletter / "subscribers.csv").write_text(PLATFORM_EXPORTS[platform])
+    left = PLATFORM_EXPORTS[platform].count("\n") - 2
+    checked = runner.invoke(cli, ["subscribers", "check"])
+    assert checked.exit_code == 0, checked.output
+    assert checked.output.splitlines()[-1] == (
+        f"subscribers.csv: {left + 1} rows: 1 valid, 0 invalid, 0 duplicates, 0 suppressed, "
+        f"{left} unsubscribed (the list says so)"
+    )
     dry = send(runner, "--dry-run")
     assert dry.exit_code == 0, dry.output
     payload = json.loads((newsletter / "build" / "test-dry-run" / "batch-0001.json").read_text())
     assert [p["to"][0]["email"] for p in payload["personalizations"]] == ["on@example.com"]
-    left = PLATFORM_EXPORTS[platform].count("\n") - 2
     assert f"{left} unsubscribed (the list says so)" in dry.output
     assert "skipped: not subscribed: " in dry.output
     result = send(runner, "--yes")
