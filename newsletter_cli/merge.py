@@ -11,20 +11,14 @@ from __future__ import annotations
 import hashlib
 import html
 import re
-import sys
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
-
-import jinja2
-from jinja2 import nodes
 
 from newsletter_cli.errors import RenderError
 
 SUBSCRIBER = "subscriber"
 UNSUBSCRIBE_FIELD = "unsubscribe_url"
-DEFAULT_FILTERS = ("default", "d")
 NEUTRAL, HTML_CONTEXT, TEXT_CONTEXT = "NLF", "NLH", "NLT"
 TOKEN_RE = re.compile(r"NL([FHT])([0-9a-f]{10})")
 TOKEN_LENGTH = 13
@@ -59,128 +53,80 @@ class MergeField:
 FOOTER_FIELDS = (MergeField("email", None, 0), MergeField(UNSUBSCRIBE_FIELD, None, 0, safe=True))
 
 
-class _Field:
-    """What ``subscriber.<name>`` evaluates to while the issue is rendered once for everyone."""
-
-    def __init__(self, name: str, default: str | None = None):
-        self.name = name
-        self.default = default
-
-    def __str__(self) -> str:
-        return MergeField(self.name, self.default, 0).token()
-
-    def __bool__(self) -> bool:
-        raise RenderError(
-            f"subscriber.{self.name} cannot decide an {{% if %}}: the issue is rendered once "
-            'for every recipient; use | default("...") for a fallback instead'
-        )
+# {% raw %}...{% endraw %}: shown exactly as written
+RAW = re.compile(r"\{%-?\s*raw\s*-?%\}(.*?)\{%-?\s*endraw\s*-?%\}", re.S)
+EXPRESSION = re.compile(r"\{\{(.*?)\}\}", re.S)
+# anything else that looks like template code (Jinja, Liquid, Hugo shortcodes, a {#id} anchor)
+TEMPLATE_LIKE = re.compile(r"\{\{.*?\}\}|\{%.*?%\}|\{#.*?#\}", re.S)
+_QUOTED = r"""(?:"((?:[^"\\]|\\.)*)"|'((?:[^'\\]|\\.)*)')"""
+FIELD = re.compile(
+    rf"""\s*{SUBSCRIBER}\s*(?:\.\s*([A-Za-z_][A-Za-z0-9_]*)|\[\s*{_QUOTED}\s*\])"""
+    rf"""\s*(?:\|\s*(default|d)\s*(?:\(\s*(?:{_QUOTED})?\s*\))?\s*)?""",
+    re.S,
+)
 
 
-class _Subscriber:
-    def __getattr__(self, name: str) -> _Field:
-        if name.startswith("_"):
-            raise AttributeError(name)
-        return _Field(name)
+def render_fields(source: str, path: Path, first_line: int) -> tuple[str, list[MergeField]]:
+    """A piece of an issue (body, subject, preheader) with its merge fields turned into
+    neutral tokens, and those fields.
 
-    def __getitem__(self, name: str) -> _Field:
-        return _Field(str(name))
-
-
-def _default(value: Any, default_value: Any = "", boolean: bool = False) -> Any:
-    if isinstance(value, _Field):
-        return _Field(value.name, str(default_value))
-    if isinstance(value, jinja2.Undefined) or (boolean and not value):
-        return default_value
-    return value
-
-
-def environment() -> jinja2.Environment:
-    """The sandbox an issue body and subject are rendered in: strict, and only `subscriber`."""
-    env = jinja2.Environment(undefined=jinja2.StrictUndefined, autoescape=False, keep_trailing_newline=True)
-    env.filters["default"] = env.filters["d"] = _default
-    env.globals = {SUBSCRIBER: _Subscriber()}
-    return env
-
-
-def render_fields(
-    source: str, path: Path, first_line: int, env: jinja2.Environment | None = None
-) -> tuple[str, list[MergeField]]:
-    """Render a piece of an issue (body or subject) into text with neutral merge tokens.
-
-    ``first_line`` is the line of the issue file on which ``source`` starts, so every error
-    names the line the user sees in their editor.
+    Only what the README promises is interpreted: ``{{ subscriber.<column> }}``, with an
+    optional ``| default("...")``, and ``{% raw %}``. Nothing is ever evaluated: everything else
+    that looks like template code stays as written (``check`` warns of it outside code). An
+    expression about ``subscriber`` that is not one of those is an error naming its line
+    (``first_line`` is the line of the issue file on which ``source`` starts).
     """
-    env = env or environment()
-    name = str(path)
-    try:
-        ast = env.parse(source, name=name)
-        fields = list(_fields_in(ast, path, first_line))
-        code = env.compile(source, name=name, filename=name)
-        template = env.template_class.from_code(env, code, env.make_globals(None))
-        return template.render(), fields
-    except jinja2.TemplateSyntaxError as exc:
-        raise RenderError(exc.message or "template syntax error", path, first_line + (exc.lineno or 1) - 1) from None
-    except jinja2.UndefinedError as exc:
-        raise RenderError(
-            f"unknown variable: {exc.message}; merge fields are written subscriber.<column>",
-            path,
-            _error_line(name, first_line),
-        ) from None
-    except RenderError as exc:
-        if exc.line is not None:
-            raise
-        raise RenderError(exc.detail, path, _error_line(name, first_line)) from None
-    except jinja2.TemplateError as exc:
-        raise RenderError(str(exc), path, _error_line(name, first_line)) from None
+    out: list[str] = []
+    fields: list[MergeField] = []
+    position = 0
+    for raw in RAW.finditer(source):
+        out.append(_fields_of(source[position : raw.start()], source, position, path, first_line, fields))
+        out.append(raw.group(1))
+        position = raw.end()
+    out.append(_fields_of(source[position:], source, position, path, first_line, fields))
+    return "".join(out), fields
 
 
-def _fields_in(ast: nodes.Template, path: Path, first_line: int) -> Iterable[MergeField]:
-    """Find every subscriber.<name> in the template, with its default, by reading the AST."""
-    defaulted: set[int] = set()
-    for flt in ast.find_all(nodes.Filter):
-        target = flt.node
-        if target is None or _subscriber_attr(target) is None:
+def _fields_of(text: str, source: str, offset: int, path: Path, first_line: int, fields: list[MergeField]) -> str:
+    def replace(match: re.Match[str]) -> str:
+        inside = match.group(1)
+        if not inside.strip().startswith(SUBSCRIBER):
+            return match.group(0)  # not ours: shown as written
+        line = first_line + source.count("\n", 0, offset + match.start())
+        found = FIELD.fullmatch(inside)
+        if found is None:
+            raise RenderError(
+                f"{{{{{inside}}}}} is not a merge field: write {{{{ subscriber.<column> }}}} or "
+                '{{ subscriber.<column> | default("...") }}; nothing else is filled in',
+                path,
+                line,
+            )
+        name = found.group(1) or _unquote(found.group(2), found.group(3))
+        default = None if found.group(4) is None else _unquote(found.group(5), found.group(6))
+        field = MergeField(name, default, line)
+        fields.append(field)
+        return field.token()
+
+    return EXPRESSION.sub(replace, text)
+
+
+def _unquote(double: str | None, single: str | None) -> str:
+    text = double if double is not None else single or ""
+    return re.sub(r"\\(.)", r"\1", text)
+
+
+def template_like(text: str) -> list[tuple[int, str]]:
+    """(offset, text) of what looks like template code but is not a merge field: shown as
+    written, which ``check`` warns of."""
+    found = []
+    for match in TEMPLATE_LIKE.finditer(text):
+        snippet = match.group(0)
+        if snippet.startswith("{{") and FIELD.fullmatch(snippet[2:-2]):
             continue
-        line = first_line + flt.lineno - 1
-        if flt.name not in DEFAULT_FILTERS:
-            raise RenderError(f"only | default(...) works on merge fields, not | {flt.name}", path, line)
-        default = flt.args[0].value if flt.args and isinstance(flt.args[0], nodes.Const) else ""
-        defaulted.add(id(target))
-        yield MergeField(_subscriber_attr(target) or "", str(default), line)
-    for node in ast.find_all((nodes.Getattr, nodes.Getitem)):
-        name = _subscriber_attr(node)
-        if name is not None and id(node) not in defaulted:
-            yield MergeField(name, None, first_line + node.lineno - 1)
-
-
-def _subscriber_attr(node: nodes.Node) -> str | None:
-    if isinstance(node, nodes.Getattr) and isinstance(node.node, nodes.Name) and node.node.name == SUBSCRIBER:
-        return node.attr
-    if (
-        isinstance(node, nodes.Getitem)
-        and isinstance(node.node, nodes.Name)
-        and node.node.name == SUBSCRIBER
-        and isinstance(node.arg, nodes.Const)
-    ):
-        return str(node.arg.value)
-    return None
-
-
-def _error_line(template_name: str, first_line: int) -> int | None:
-    line = template_error_line(template_name)
-    return first_line + line - 1 if line else None
-
-
-def template_error_line(filename: str | None) -> int | None:
-    """The template line of the exception being handled: Jinja rewrites tracebacks so that
-    template frames carry the template's file name and line."""
-    tb = sys.exc_info()[2]
-    line = None
-    while tb is not None:
-        if filename is not None and tb.tb_frame.f_code.co_filename == filename:
-            line = tb.tb_lineno
-        tb = tb.tb_next
-    return line
+        if RAW.fullmatch(snippet) or re.fullmatch(r"\{%-?\s*(end)?raw\s*-?%\}", snippet):
+            continue
+        found.append((match.start(), snippet))
+    return found
 
 
 def to_context(text: str, context: str, safe: Iterable[MergeField] = ()) -> str:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import logging
 import re
+import sys
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,6 +21,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import jinja2
+from jinja2.sandbox import SandboxedEnvironment
 from markupsafe import Markup
 
 from newsletter_cli import merge
@@ -80,11 +82,12 @@ class Rendered:
 
 
 def template_environment(config: Config) -> jinja2.Environment:
-    """Templates come from the folder's templates/ first, then the packaged defaults."""
+    """Templates come from the folder's templates/ first, then the packaged defaults; they run
+    in Jinja's sandbox, so a template (or a value in it) can reach no Python internals."""
     loader = jinja2.ChoiceLoader(
         [jinja2.FileSystemLoader(config.templates_dir), jinja2.FileSystemLoader(PACKAGED_TEMPLATES)]
     )
-    return jinja2.Environment(loader=loader, autoescape=True, undefined=jinja2.StrictUndefined)
+    return SandboxedEnvironment(loader=loader, autoescape=True, undefined=jinja2.StrictUndefined)
 
 
 def render(issue: Issue, config: Config, columns: frozenset[str] | None = None) -> Rendered:
@@ -190,7 +193,7 @@ def _render_template(template: jinja2.Template, context: dict[str, Any], **extra
     except jinja2.TemplateError as exc:
         filename = template.filename
         where = Path(filename) if filename else template.name
-        raise RenderError(f"template error: {exc}", where, merge.template_error_line(filename)) from None
+        raise RenderError(f"template error: {exc}", where, template_error_line(filename)) from None
 
 
 def _text_template_name(env: jinja2.Environment, html_name: str) -> str:
@@ -262,3 +265,15 @@ def _tel(number: str) -> str:
 def _website_label(url: str) -> str:
     parts = urlsplit(url)
     return (parts.netloc + parts.path).rstrip("/")
+
+
+def template_error_line(filename: str | None) -> int | None:
+    """The template line of the exception being handled: Jinja rewrites tracebacks so that
+    template frames carry the template's file name and line."""
+    tb = sys.exc_info()[2]
+    line = None
+    while tb is not None:
+        if filename is not None and tb.tb_frame.f_code.co_filename == filename:
+            line = tb.tb_lineno
+        tb = tb.tb_next
+    return line

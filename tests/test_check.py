@@ -265,3 +265,15 @@ def test_a_deliberately_broken_issue_gets_every_error_on_its_line(folder):
         (15, "forbidden-tag"),
         (16, "forbidden-tag"),
     ]
+
+
+def test_template_code_of_another_kind_is_a_warning_outside_code_and_silent_inside(folder, write_issue):
+    path = write_issue(
+        'Hi {{ subscriber.first_name | default("there") }},\n\n'
+        "## Contents\n\n"
+        "{{< youtube abc >}}\n\n"
+        "In code it is fine: `{{ page.url }}`.\n\n"
+        "```yaml\nrun: echo ${{ steps.x }}\n```\n"
+    )
+    findings, _ = check(path, load_config(folder / "newsletter.toml"))
+    assert [(f.line, f.code) for f in findings if f.code == "template-syntax"] == [(9, "template-syntax")]

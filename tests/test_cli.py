@@ -70,11 +70,12 @@ def test_a_bad_issue_is_one_line_exit_1_and_leaves_earlier_output_alone(runner, 
     write_issue("Hi\n")
     assert runner.invoke(cli, ["build", "issues/test.md"]).exit_code == 0
     before = (folder / "build" / "test.html").read_text()
-    write_issue("Hi {{ nope }}\n")
+    write_issue("Hi {{ subscriber.first_name | upper }}\n")
     result = runner.invoke(cli, ["build", "issues/test.md"])
     assert result.exit_code == 1
     assert result.output == (
-        "Error: issues/test.md:5: unknown variable: 'nope' is undefined; merge fields are written subscriber.<column>\n"
+        "Error: issues/test.md:5: {{ subscriber.first_name | upper }} is not a merge field: write "
+        '{{ subscriber.<column> }} or {{ subscriber.<column> | default("...") }}; nothing else is filled in\n'
     )
     assert (folder / "build" / "test.html").read_text() == before
     assert sorted(p.name for p in (folder / "build").iterdir()) == ["test.html", "test.txt"]

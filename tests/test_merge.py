@@ -3,7 +3,15 @@ from pathlib import Path
 import pytest
 
 from newsletter_cli.errors import RenderError
-from newsletter_cli.merge import HTML_CONTEXT, TEXT_CONTEXT, MergeField, fill, render_fields, to_context
+from newsletter_cli.merge import (
+    HTML_CONTEXT,
+    TEXT_CONTEXT,
+    MergeField,
+    fill,
+    render_fields,
+    template_like,
+    to_context,
+)
 
 PATH = Path("issues/x.md")
 
@@ -32,15 +40,39 @@ def test_html_and_text_tokens_do_not_fill_each_other():
 
 
 @pytest.mark.parametrize(
-    ("source", "message", "line"),
+    "source",
     [
-        ("ok\n{{ unknown_thing }}", "unknown variable: 'unknown_thing' is undefined", 6),
-        ("ok\n\n{% if %}", "Expected an expression, got 'end of statement block'", 7),
-        ("{{ subscriber.name | upper }}", "only | default(...) works on merge fields, not | upper", 5),
-        ("a\n{% if subscriber.vip %}x{% endif %}", "subscriber.vip cannot decide an {% if %}", 6),
+        "## Contents {#contents}",  # a heading anchor
+        '{{< youtube id="abc" >}}',  # a Hugo shortcode
+        "{{ page.url | url }}",  # Liquid
+        "run: echo ${{ steps.build.outputs.version }}",  # GitHub Actions, in a code block
+        "{# not a comment any more: this text stays #}",
+        "{% if member %}Members only{% endif %}",
+        "{{ ''.__class__.__mro__[1].__subclasses__() }}",  # once rendered, and ran code
+        "{{ cycler.__init__.__globals__.os.popen('id').read() }}",
     ],
 )
-def test_jinja_errors_name_the_issue_file_line(source, message, line):
+def test_only_merge_fields_are_template_code_everything_else_stays_as_written(source):
+    assert render_fields(source, PATH, 1) == (source, [])
+
+
+def test_raw_shows_template_syntax_literally_and_a_default_may_hold_quotes():
+    text, fields = render_fields('{% raw %}{{{% endraw %} {{ subscriber["first name"] | d("the \\"you\\"") }}', PATH, 1)
+    assert fields == [MergeField("first name", 'the "you"', 1)]
+    assert text == "{{ " + fields[0].token()
+
+
+@pytest.mark.parametrize(
+    ("source", "line"),
+    [("a\n{{ subscriber.name | upper }}", 6), ("{{ subscriber.first_name | default(x) }}", 5)],
+)
+def test_an_expression_about_subscriber_that_is_no_merge_field_is_an_error_naming_its_line(source, line):
     with pytest.raises(RenderError) as error:
         render_fields(source, PATH, 5)
-    assert error.value.message.startswith(f"{PATH}:{line}: {message}")
+    assert error.value.message.startswith(f"{PATH}:{line}: {{{{")
+    assert "is not a merge field" in error.value.message
+
+
+def test_template_like_text_is_found_for_check_but_not_merge_fields():
+    text = 'Hi {{ subscriber.first_name | default("there") }} {#top} {{< x >}}'
+    assert template_like(text) == [(text.index("{{<"), "{{< x >}}")]

@@ -247,3 +247,29 @@ def test_only_the_fields_the_email_contains_are_substituted(folder, write_issue)
     rendered = rendered_for(folder, write_issue("Hi\n"))
     assert {f.name for f in rendered.fields} == {"unsubscribe_url", "email"}
     assert "because ana@example.com subscribed" in rendered.personalize(ROW).text
+
+
+def test_template_code_in_an_issue_is_never_run(folder, write_issue, tmp_path):
+    """A payload in an issue once ran a shell command during build, check and send."""
+    marker = tmp_path / "pwned"
+    payload = f"{{{{ cycler.__init__.__globals__.os.popen('touch {marker}').read() }}}}"
+    rendered = render(
+        load_issue(write_issue(f"Hello\n\n{payload}\n\n{{# kept #}}\n")), load_config(folder / "newsletter.toml")
+    )
+    assert not marker.exists()
+    assert "{{ cycler." in rendered.text and "os.popen" in rendered.text, (
+        "shown as written (Markdown takes __x__ as bold)"
+    )
+    assert "{# kept #}" in rendered.text, "a {# ... #} is text, not a comment that deletes it"
+
+
+def test_a_folders_template_runs_in_jinjas_sandbox(folder, write_issue, tmp_path):
+    marker = tmp_path / "pwned"
+    (folder / "templates").mkdir()
+    template = (REPO / "newsletter_cli" / "templates" / "newsletter.mjml.j2").read_text()
+    payload = f"{{{{ cycler.__init__.__globals__.os.popen('touch {marker}').read() }}}}"
+    (folder / "templates" / "newsletter.mjml.j2").write_text(template.replace("<mj-body", payload + "<mj-body", 1))
+    with pytest.raises(RenderError) as error:
+        render(load_issue(write_issue("Hi\n")), load_config(folder / "newsletter.toml"))
+    assert not marker.exists()
+    assert error.value.message.startswith("templates/newsletter.mjml.j2")

@@ -13,6 +13,7 @@ import lxml.html
 from markdown_it import MarkdownIt
 from markdown_it.token import Token
 
+from newsletter_cli import merge
 from newsletter_cli.check.finding import ERROR, WARNING, Finding, article
 from newsletter_cli.issue import Issue
 
@@ -70,11 +71,32 @@ def source(issue: Issue, file: str) -> Iterator[Finding]:
         first = issue.file_line((token.map or [0])[0] + 1)
         if token.type == "inline":
             yield from _inline(token, first, file)
+            yield from _template_syntax(token.content, first, file)
         elif token.type == "html_block":
             yield from _html(token.content, first, file)
+            yield from _template_syntax(token.content, first, file)
     for number, text in enumerate(body.splitlines(), start=issue.body_line):
         for match in PLACEHOLDER.finditer(text):
             yield Finding(file, number, WARNING, "placeholder", f"placeholder text {match.group(0)!r} left in")
+
+
+CODE_SPAN = re.compile(r"(`+)(.+?)\1", re.S)
+
+
+def _template_syntax(text: str, line: int, file: str) -> Iterator[Finding]:
+    """Template code of another kind outside code: it reaches the email as written. (In code
+    spans and fenced blocks it is clearly meant literally, and passes in silence.)"""
+    prose = CODE_SPAN.sub(lambda m: " " * len(m.group(0)), text)
+    for offset, snippet in merge.template_like(prose):
+        shown = " ".join(snippet.split())
+        yield Finding(
+            file,
+            line + prose.count("\n", 0, offset),
+            WARNING,
+            "template-syntax",
+            f"{shown[:60]!r} is shown as written: only {{{{ subscriber.<column> }}}} is filled in "
+            "(put literal template code in `backticks`)",
+        )
 
 
 def _inline(token: Token, line: int, file: str) -> Iterator[Finding]:
