@@ -494,7 +494,11 @@ def _show_plan(plan: Plan, sender: Sender) -> None:
         lines.append(("Synced", f"learned {sum(plan.learned.values()):,} new suppressions from SendGrid"))
     if sender.check_errors:
         count = len(sender.check_errors)
-        lines.append(("Check", f"{count} error{'s' * (count != 1)} ignored (--force); see 'newsletter check'"))
+        errors = f"{count} error{'s' * (count != 1)}"
+        if sender.options.force:
+            lines.append(("Check", f"{errors} ignored (--force); see 'newsletter check'"))
+        else:  # a dry run: a real send refuses them
+            lines.append(("Check", f"{errors}, which a real send refuses (first: {sender.check_errors[0]})"))
     for label, value in lines:
         click.echo(f"{label + ':':<13}{value}")
     shown = display_path(sender.list_path)

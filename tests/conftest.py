@@ -26,12 +26,12 @@ SECRET_VARS = ("SENDGRID_API_KEY", "SENDGRID_API_HOST", "NEWSLETTER_SECRET")
 MINIMAL_CONFIG = """\
 [newsletter]
 name = "Test News"
-from_email = "news@test.example"
+from_email = "news@testnews.ca"
 postal_address = "1 Test Street, Testville"
-website = "https://test.example/"
+website = "https://testnews.ca/"
 
 [unsubscribe]
-url = "https://test.example/unsubscribe"
+url = "https://testnews.ca/unsubscribe"
 """
 
 

@@ -19,7 +19,7 @@ def test_minimal_config_gets_defaults(tmp_path):
     assert config.name == "Test News"
     assert config.from_name == "Test News"
     assert config.language == "en"
-    assert config.website == "https://test.example/"
+    assert config.website == "https://testnews.ca/"
     assert config.unsubscribe_mode == "endpoint"
     assert config.sendgrid_host == DEFAULT_SENDGRID_HOST
     assert config.root == tmp_path.resolve()
@@ -69,12 +69,12 @@ def test_a_single_problem_is_one_line(tmp_path):
 
 
 def test_http_unsubscribe_is_allowed_on_localhost(tmp_path):
-    text = MINIMAL_CONFIG.replace("https://test.example/unsubscribe", "http://127.0.0.1:8080/unsubscribe")
+    text = MINIMAL_CONFIG.replace("https://testnews.ca/unsubscribe", "http://127.0.0.1:8080/unsubscribe")
     assert load_config(write(tmp_path, text), environ={}).unsubscribe_url == "http://127.0.0.1:8080/unsubscribe"
 
 
 def test_sendgrid_mode_and_not_both_modes(tmp_path):
-    sendgrid = MINIMAL_CONFIG.replace('url = "https://test.example/unsubscribe"', "sendgrid_group_id = 42")
+    sendgrid = MINIMAL_CONFIG.replace('url = "https://testnews.ca/unsubscribe"', "sendgrid_group_id = 42")
     assert load_config(write(tmp_path, sendgrid), environ={}).unsubscribe_mode == "sendgrid"
     with pytest.raises(ConfigError, match="set url or sendgrid_group_id, not both"):
         load_config(write(tmp_path, MINIMAL_CONFIG + "sendgrid_group_id = 42\n"), environ={})

@@ -115,5 +115,10 @@ def test_the_guides_monthly_routine_works_as_written(tmp_path, monkeypatch, send
         assert result.exit_code == 0, f"{line}\n{result.output}"
         if words[0] == "new":
             written = result.output.split("Wrote ", 1)[1].strip()
+            issue = folder / written  # the coordinator writes the issue, replacing the sample text
+            text = issue.read_text(encoding="utf-8")
+            text = text.replace("One line that shows after the subject in the inbox", "Flu shots from December 4")
+            text = text.replace("Write your newsletter here in Markdown.", "Our clinics close at 5 pm in December.")
+            issue.write_text(text, encoding="utf-8")
     listed = [row["email"] for row in csv.DictReader((folder / "subscribers.csv").open(encoding="utf-8"))]
     assert sorted(d.email.lower() for d in sendgrid.deliveries) == sorted(e.lower() for e in listed)

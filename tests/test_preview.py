@@ -132,7 +132,7 @@ def test_the_send_test_button_sends_one_copy_for_the_chosen_subscriber(browser, 
 
 
 def test_the_page_lists_what_newsletter_check_finds(folder, write_issue):
-    path = write_issue("![](https://test.example/a.png)\n")
+    path = write_issue("![](https://testnews.ca/a.png)\n")
     page = preview.preview_site(folder / "newsletter.toml", path)["/"][1].decode()
     assert "<summary>Check: 1 error, 0 warnings</summary>" in page
     assert '<li class="error">line 5: error: an image without alt text [image-alt]</li>' in page

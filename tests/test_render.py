@@ -11,7 +11,7 @@ from newsletter_cli.render import GMAIL_CLIP_BYTES, SENDGRID_UNSUBSCRIBE_TAG, re
 
 from .conftest import EXAMPLE_ISSUE, REPO
 
-ROW = {"email": "ana@example.com", "first_name": "Ana", "unsubscribe_url": "https://test.example/u?token=T"}
+ROW = {"email": "ana@example.com", "first_name": "Ana", "unsubscribe_url": "https://testnews.ca/u?token=T"}
 
 
 def rendered_for(folder: Path, issue_path: Path, columns=None):
@@ -35,7 +35,7 @@ def test_the_example_is_a_complete_email(example_message):
     assert 'href="tel:+19052733045"' in html and 'href="tel:+14162079090"' in html
     assert 'href="https://mcsc.example/contact"' in html
     assert "REPLACE: MCSC postal address, Mississauga, Ontario" in html
-    assert 'href="https://test.example/u?token=T"' in html
+    assert 'href="https://testnews.ca/u?token=T"' in html
     assert "Hi Ana," in html
     assert "You are receiving this because you subscribed to the MCSC newsletter." in html
     assert not re.search(r"NL[FHT][0-9a-f]{10}", html + message.text + message.subject)
@@ -64,15 +64,15 @@ def test_the_plain_text_twin_has_the_body_links_and_footer(example_message):
     text = example_message[1].text
     assert text.startswith("MCSC - December 1, 2022\n\nHi Ana,\n\nBaby BOTOX\n==========\n")
     assert "Book your consultation: https://mcsc.example/contact" in text
-    assert "Unsubscribe: https://test.example/u?token=T" in text
+    assert "Unsubscribe: https://testnews.ca/u?token=T" in text
     assert "REPLACE: MCSC postal address, Mississauga, Ontario" in text
     assert "<" not in text.replace("<b>", "")
 
 
 def test_merge_tokens_survive_inlining_inside_href(folder, write_issue):
-    path = write_issue('[Your page](https://test.example/p?who={{ subscriber.first_name | default("x y") }})\n')
+    path = write_issue('[Your page](https://testnews.ca/p?who={{ subscriber.first_name | default("x y") }})\n')
     message = rendered_for(folder, path).personalize({**ROW, "first_name": "Ana"})
-    assert 'href="https://test.example/p?who=Ana"' in message.html
+    assert 'href="https://testnews.ca/p?who=Ana"' in message.html
 
 
 def test_names_with_markup_are_escaped_in_html_and_plain_in_text(folder, write_issue):
@@ -98,7 +98,7 @@ def test_an_unknown_merge_field_is_an_error_when_the_list_columns_are_known(fold
 def test_an_empty_body_still_renders_a_valid_email_with_footer(folder, write_issue):
     message = rendered_for(folder, write_issue("")).personalize(ROW)
     assert "1 Test Street, Testville" in message.html and "Unsubscribe" in message.html
-    assert "Unsubscribe: https://test.example/u?token=T" in message.text
+    assert "Unsubscribe: https://testnews.ca/u?token=T" in message.text
 
 
 def test_non_ascii_emoji_and_raw_html(folder, write_issue):
@@ -123,7 +123,7 @@ def test_sendgrid_mode_uses_sendgrids_unsubscribe_tag(folder, write_issue):
     config = (
         (folder / "newsletter.toml")
         .read_text()
-        .replace('url = "https://test.example/unsubscribe"', "sendgrid_group_id = 7")
+        .replace('url = "https://testnews.ca/unsubscribe"', "sendgrid_group_id = 7")
     )
     (folder / "newsletter.toml").write_text(config)
     rendered = rendered_for(folder, write_issue("Hi\n"))

@@ -86,7 +86,7 @@ def test_a_send_delivers_once_to_everyone_with_their_fields_and_unsubscribe_head
     assert first.subject == "News for User0"
     assert "Hi User0!" in first.html and "Hi User0!" in first.text
     assert first.headers["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
-    assert first.headers["List-Unsubscribe"].startswith("<https://test.example/unsubscribe?token=")
+    assert first.headers["List-Unsubscribe"].startswith("<https://testnews.ca/unsubscribe?token=")
     assert first.headers["List-Unsubscribe"][1:-1] in first.html
     assert not any(token in first.html + first.text + first.subject for token in ("NLH", "NLT", "NLF"))
     counts = status(runner)
@@ -110,11 +110,11 @@ def test_the_summary_shows_everything_before_sending(runner, newsletter, sendgri
     assert lines[:7] == [
         "Issue:       test",
         "Subject:     News for you",
-        "From:        Test News <news@test.example>",
+        "From:        Test News <news@testnews.ca>",
         "Recipients:  1",
         "Skipped:     1 invalid, 1 duplicate, 1 suppressed, 0 already sent",
         "Batches:     1 of up to 1000, 8 at a time",
-        "Unsubscribe: own endpoint (https://test.example/unsubscribe)",
+        "Unsubscribe: own endpoint (https://testnews.ca/unsubscribe)",
     ]
     assert delivered(sendgrid) == Counter({"user0@example.com": 1})
 
@@ -261,7 +261,7 @@ def test_dry_run_writes_payloads_and_a_real_eml_and_touches_no_journal(runner, n
         "Date:",
         "Message-ID:",
         "MIME-Version: 1.0",
-        "List-Unsubscribe: <https://test.example/unsubscribe?token=",
+        "List-Unsubscribe: <https://testnews.ca/unsubscribe?token=",
         "List-Unsubscribe-Post: List-Unsubscribe=One-Click",
         "Content-Type: multipart/alternative",
     ):
@@ -302,7 +302,7 @@ def test_sendgrid_mode_carries_the_group_and_lets_sendgrid_add_the_headers(runne
     config = (
         (newsletter / "newsletter.toml")
         .read_text()
-        .replace('url = "https://test.example/unsubscribe"', "sendgrid_group_id = 42")
+        .replace('url = "https://testnews.ca/unsubscribe"', "sendgrid_group_id = 42")
     )
     (newsletter / "newsletter.toml").write_text(config)
     write_list(newsletter, 3)
@@ -398,7 +398,7 @@ def test_a_one_click_unsubscribe_is_honoured_by_the_next_send(runner, newsletter
 
 def test_send_refuses_an_issue_with_check_errors_unless_forced(runner, newsletter, sendgrid, write_issue):
     write_list(newsletter, 2)
-    write_issue("![](https://test.example/a.png)\n")
+    write_issue("![](https://testnews.ca/a.png)\n")
     refused = send(runner, "--yes")
     assert refused.exit_code == 1
     assert refused.output == (
@@ -431,6 +431,16 @@ def test_the_example_issue_goes_out_to_the_example_list(runner, example, sendgri
     dry = runner.invoke(cli, ["send", issue, "--list", "subscribers.csv.example", "--dry-run"])
     assert dry.exit_code == 0, dry.output
     assert "Recipients:  3" in dry.output
+    assert "Check:       1 error, which a real send refuses (first: newsletter.toml:15: error: postal_address" in (
+        dry.output
+    )
+    refused = runner.invoke(cli, ["send", issue, "--list", "subscribers.csv.example", "--yes"])
+    assert refused.exit_code == 1 and sendgrid.deliveries == [], "no real send with a placeholder postal address"
+    config = (example / "newsletter.toml").read_text()
+    postal = "1 Queen Street West, Mississauga, ON L5B 1A1"  # what the clinic does first: a stand-in here
+    (example / "newsletter.toml").write_text(
+        config.replace("REPLACE: MCSC postal address, Mississauga, Ontario", postal)
+    )
     assert (example / "build" / "2022-12-baby-botox-dry-run" / "sample.eml").is_file()
     assert sendgrid.seen == []
     sent = runner.invoke(cli, ["send", issue, "--list", "subscribers.csv.example", "--yes"])
@@ -654,7 +664,7 @@ def test_a_row_over_sendgrids_substitution_limit_is_refused_up_front_not_its_bat
     result = send(runner, "--yes")
     assert result.exit_code == 0, result.output
     assert (
-        "subscribers.csv:4: skipped: merge values too long: 24,197 bytes for this subscriber, "
+        "subscribers.csv:4: skipped: merge values too long: 24,196 bytes for this subscriber, "
         "SendGrid takes at most 10,000 (the longest is the first_name column)"
     ) in result.output
     assert "Skipped:     1 invalid," in result.output

@@ -112,7 +112,7 @@ def test_a_refused_connection_is_retried_even_for_a_send_since_nothing_left(send
 
 
 MAIL = {
-    "from": {"email": "news@test.example"},
+    "from": {"email": "news@testnews.ca"},
     "subject": "Hello",
     "content": [{"type": "text/plain", "value": "Hi"}],
     "personalizations": [{"to": [{"email": "ana@example.com"}]}],

@@ -25,7 +25,7 @@ from newsletter_cli.web.unsubscribe import Endpoint, app_from_environment
 from .conftest import interrupt, newsletter_process
 
 SECRET = b"a-test-secret-of-enough-length"
-LIST = "news@test.example"
+LIST = "news@testnews.ca"
 
 
 def test_a_token_names_its_address_and_nothing_else_verifies():
@@ -58,16 +58,14 @@ def test_any_change_to_a_token_is_rejected(email, data):
 
 def test_links_and_one_click_headers(folder):
     text = (
-        (folder / "newsletter.toml")
-        .read_text()
-        .replace("[unsubscribe]\n", '[unsubscribe]\nmailto = "u@test.example"\n')
+        (folder / "newsletter.toml").read_text().replace("[unsubscribe]\n", '[unsubscribe]\nmailto = "u@testnews.ca"\n')
     )
     (folder / "newsletter.toml").write_text(text)
     config = load_config(folder / "newsletter.toml", environ={})
     url = link(config, SECRET, "ana@example.com")
-    assert url == f"https://test.example/unsubscribe?token={make_token(SECRET, config.list_id, 'ana@example.com')}"
+    assert url == f"https://testnews.ca/unsubscribe?token={make_token(SECRET, config.list_id, 'ana@example.com')}"
     assert headers(config, url) == {
-        "List-Unsubscribe": f"<{url}>, <mailto:u@test.example?subject=unsubscribe>",
+        "List-Unsubscribe": f"<{url}>, <mailto:u@testnews.ca?subject=unsubscribe>",
         "List-Unsubscribe-Post": "List-Unsubscribe=One-Click",
     }
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from newsletter_cli import subscribers
-from newsletter_cli.check import css, email, lists, source
+from newsletter_cli.check import css, email, lists, placeholders, source
 from newsletter_cli.check.finding import ERROR, WARNING, Finding, findings_json
 from newsletter_cli.check.spam import spam
 from newsletter_cli.config import Config
@@ -51,6 +51,8 @@ def findings(
         notes += subscribers.notices(path)
     found = [
         *source.front_matter(issue, file),
+        *placeholders.issue(issue, file),
+        *placeholders.config(config),
         *source.source(issue, file),
         *css.css(issue.body, issue.body_line, file),
         *css.templates(issue, config),

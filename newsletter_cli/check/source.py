@@ -22,7 +22,8 @@ PREHEADER_MAX = 100
 LOOPBACK = {"localhost", "127.0.0.1", "::1", "0.0.0.0"}
 FORBIDDEN_TAGS = ("script", "form", "iframe", "video")
 VAGUE_LINK_TEXT = {"click here", "here", "read more", "this link", "link", "more"}
-PLACEHOLDER = re.compile(r"\bTODO\b|\bTK\b|lorem ipsum", re.IGNORECASE)
+# a TODO, TBD or TK that marks a gap ("TODO: photo", "[TK]", "Price: TK"), not one in prose ("my TODO list")
+PLACEHOLDER = re.compile(r"\b(?:TODO|TBD|FIXME)\b(?=\s*[:\]\)]|\s*$)|\[(?:TODO|TBD|TK)\b|\bTK\b|(?i:lorem ipsum)")
 EXAMPLE_HOSTS = re.compile(r"(^|\.)example\.(com|org|net)$", re.IGNORECASE)
 
 

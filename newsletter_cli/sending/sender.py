@@ -201,8 +201,9 @@ class Sender:
             return suppressions.sync(store, self.api, self.config.unsubscribe_group_id)
 
     def accept(self, rendered: Rendered, check_errors: list[str]) -> None:
-        """Refuse an email with check errors unless --force; else get ready to personalize it."""
-        if check_errors and not self.options.force:
+        """Refuse an email with check errors unless --force (a dry run, which sends nothing,
+        reports them instead); else get ready to personalize it."""
+        if check_errors and not self.options.force and not self.options.dry_run:
             count = len(check_errors)
             raise SendError(
                 f"{count} error{'s' * (count != 1)} found by 'newsletter check {self.issue_path}' "
