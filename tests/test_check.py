@@ -312,3 +312,36 @@ def test_a_fresh_init_folder_does_not_pass_check_until_its_placeholders_are_repl
 def test_todo_in_prose_is_no_placeholder_but_a_marked_gap_is(folder, write_issue, body, flagged):
     found, _ = check(write_issue(body), load_config(folder / "newsletter.toml"))
     assert any(f.code == "placeholder" and f.file.endswith("test.md") for f in found) is flagged
+
+
+@pytest.mark.parametrize(
+    ("body", "local"),
+    [
+        ("![Our clinic](./photo.jpg)\n", True),
+        ("![Our clinic](C:\\Users\\ana\\Pictures\\clinic.jpg)\n", True),
+        ("![Our clinic](file:///Users/ana/clinic.jpg)\n", True),
+        ("![Our clinic](my photo.jpg)\n", True),
+        ('![Our clinic](/img/clinic.jpg "The front desk")\n', False),
+        ("![Our clinic](/img/clinic.jpg)\n", False),
+        ("![Our clinic](https://cdn.testnews.ca/clinic.jpg)\n", False),
+        ('<img src="C:\\clinic.jpg" alt="Our clinic">\n', True),
+        ("`![not an image](./in-code.jpg)`\n", False),
+    ],
+)
+def test_pictures_on_this_computer_are_errors_that_say_where_images_go(folder, write_issue, body, local):
+    found, _ = check(write_issue(body), load_config(folder / "newsletter.toml"))
+    hits = [f for f in found if f.code == "image-local"]
+    assert bool(hits) is local
+    if local:
+        assert hits[0].line == 5 and hits[0].level == "error"
+        assert "upload it to your website" in hits[0].message
+
+
+def test_a_relative_image_is_local_when_the_file_sits_beside_the_issue(folder, write_issue):
+    path = write_issue("![Our clinic](images/clinic.jpg)\n")
+    assert not [f for f in check(path, load_config(folder / "newsletter.toml"))[0] if f.code == "image-local"]
+    (folder / "issues" / "images").mkdir()
+    (folder / "issues" / "images" / "clinic.jpg").write_bytes(b"\xff\xd8")
+    assert [f.code for f in check(path, load_config(folder / "newsletter.toml"))[0] if f.code == "image-local"] == [
+        "image-local"
+    ]

@@ -6,7 +6,8 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterator
-from urllib.parse import urlsplit
+from pathlib import Path
+from urllib.parse import unquote, urlsplit
 
 import lxml.etree
 import lxml.html
@@ -71,8 +72,9 @@ def source(issue: Issue, file: str) -> Iterator[Finding]:
     for token in _parser().parse(body):
         first = issue.file_line((token.map or [0])[0] + 1)
         if token.type == "inline":
-            yield from _inline(token, first, file)
+            yield from _inline(token, first, file, issue.path.parent)
             yield from _template_syntax(token.content, first, file)
+            yield from _spaced_images(token.content, first, file)
         elif token.type == "html_block":
             yield from _html(token.content, first, file)
             yield from _template_syntax(token.content, first, file)
@@ -82,6 +84,36 @@ def source(issue: Issue, file: str) -> Iterator[Finding]:
 
 
 CODE_SPAN = re.compile(r"(`+)(.+?)\1", re.S)
+LOCAL_PATH = re.compile(r"^(?:\.{1,2}[\\/]|~[\\/]|[A-Za-z]:[\\/]|file:|\\\\)|\\", re.I)
+# ![alt](my photo.jpg): Markdown takes no space in a link, so it reaches the email as text
+SPACED_IMAGE = re.compile(r"!\[[^\]\n]*\]\(([^)\n]*\s[^)\n]*)\)")
+IMAGE_HOME = "upload it to your website and use its address there (the guide, section 5: where images go)"
+
+
+def _local_image(src: str, line: int, file: str, base: Path | None) -> Iterator[Finding]:
+    """A picture on the writer's computer: no recipient can see it."""
+    src = unquote(src.strip())  # Markdown percent-encodes a backslash
+    if not src or ("://" in src.split("?")[0] and not src.lower().startswith("file:")):
+        return
+    exists = base is not None and not src.startswith("/") and ":" not in src and (base / src).is_file()
+    if LOCAL_PATH.search(src) or exists:
+        yield Finding(file, line, ERROR, "image-local", f"{src[:60]!r} is a picture on this computer: {IMAGE_HOME}")
+
+
+def _spaced_images(text: str, line: int, file: str) -> Iterator[Finding]:
+    prose = CODE_SPAN.sub(lambda m: " " * len(m.group(0)), text)
+    for match in SPACED_IMAGE.finditer(prose):
+        inside = match.group(1).strip()
+        if re.fullmatch(r"\S+\s+([\"'(]).*[\"')]", inside) or (inside.startswith("<") and inside.endswith(">")):
+            continue  # (url "title") or (<url with spaces>): a real image
+        yield Finding(
+            file,
+            line + prose.count("\n", 0, match.start()),
+            ERROR,
+            "image-local",
+            f"the image {inside[:60]!r} has a space in its path, so it shows as text; and if it is on this "
+            f"computer, {IMAGE_HOME}",
+        )
 
 
 def _template_syntax(text: str, line: int, file: str) -> Iterator[Finding]:
@@ -100,7 +132,7 @@ def _template_syntax(text: str, line: int, file: str) -> Iterator[Finding]:
         )
 
 
-def _inline(token: Token, line: int, file: str) -> Iterator[Finding]:
+def _inline(token: Token, line: int, file: str, base: Path | None = None) -> Iterator[Finding]:
     """Links and images of one inline run; soft and hard breaks tell which line each is on."""
     text: list[str] | None = None
     href_line = line
@@ -119,6 +151,7 @@ def _inline(token: Token, line: int, file: str) -> Iterator[Finding]:
             text.append(child.content)
         elif child.type == "image":
             yield from _url(str(child.attrs.get("src", "")), line, file, "image", relative_ok=True)
+            yield from _local_image(str(child.attrs.get("src", "")), line, file, base)
             if not child.content.strip():
                 yield Finding(file, line, ERROR, "image-alt", "an image without alt text")
         elif child.type == "html_inline":
@@ -144,6 +177,7 @@ def _html(fragment: str, line: int, file: str) -> Iterator[Finding]:
                 yield from _url(element.get("href", ""), at, file, "link")
             if tag == "img":
                 yield from _url(element.get("src", ""), at, file, "image")
+                yield from _local_image(element.get("src", ""), at, file, None)
                 if not (element.get("alt") or "").strip():
                     yield Finding(file, at, ERROR, "image-alt", "an image without alt text")
 
