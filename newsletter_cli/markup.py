@@ -38,8 +38,34 @@ def convert(source: str, website: str) -> Document:
     md = markdown_parser()
     tokens = md.parse(source)
     _absolutize(tokens, website)
+    for token, slug in heading_ids(tokens):
+        token.attrSet("id", slug)
     blocks = list(_blocks(tokens))
     return Document(sections=_mjml_sections(md, blocks), text=_plain_text(blocks))
+
+
+# --- headings --------------------------------------------------------------------------------
+
+
+def slug(text: str) -> str:
+    """A heading's anchor as GitHub and most Markdown sites make it: lower case, spaces to
+    hyphens, punctuation dropped; so a table of contents of `#anchor` links works."""
+    kept = re.sub(r"[^\w\- ]", "", text.strip().lower())
+    return re.sub(r" ", "-", kept)
+
+
+def heading_ids(tokens: Sequence[Token]) -> list[tuple[Token, str]]:
+    """Each heading's opening token and its id, unique within the issue (-1, -2 for repeats)."""
+    seen: dict[str, int] = {}
+    found = []
+    for index, token in enumerate(tokens):
+        if token.type != "heading_open" or index + 1 >= len(tokens):
+            continue
+        base = slug(inline_text(tokens[index + 1])) or "section"
+        count = seen.get(base, 0)
+        seen[base] = count + 1
+        found.append((token, base if count == 0 else f"{base}-{count}"))
+    return found
 
 
 # --- links -----------------------------------------------------------------------------------
@@ -85,15 +111,26 @@ class Block:
     attrs: dict[str, str]
 
 
+# raw HTML elements that may hold Markdown, and so a `---`, between their tags
+CONTAINERS = r"details|div|section|aside|figure|table|blockquote|center|article"
+OPENS = re.compile(rf"<({CONTAINERS})\b", re.I)
+CLOSES = re.compile(rf"</({CONTAINERS})\s*>", re.I)
+
+
 def _blocks(tokens: Sequence[Token]) -> Iterator[Block]:
-    """Split top-level tokens into blocks and recognise images, buttons and dividers."""
+    """Split top-level tokens into blocks and recognise images, buttons and dividers. A `---`
+    inside a raw HTML element (a <details> with a rule in it) is a rule there, not a new
+    section, which would leave the element's closing tag behind."""
     i = 0
+    open_html = 0
     while i < len(tokens):
         token = tokens[i]
         end = block_end(tokens, i)
         chunk = list(tokens[i : end + 1])
         i = end + 1
-        if token.type == "hr":
+        if token.type == "html_block":
+            open_html = max(0, open_html + len(OPENS.findall(token.content)) - len(CLOSES.findall(token.content)))
+        if token.type == "hr" and not open_html:
             yield Block("divider", chunk, {})
         elif token.type == "paragraph_open" and (special := _special_paragraph(chunk[1])):
             yield special
@@ -175,10 +212,16 @@ def _render_html(md: MarkdownIt, tokens: list[Token]) -> str:
     return out.replace("<table>", '<div class="nl-table"><table>').replace("</table>", "</table></div>")
 
 
+# Void elements that libxml2's HTML parser does not know to be void: it would wrap all that
+# follows inside them (<wbr>word</wbr>), which MJML refuses. Closed at once, they stay empty.
+UNKNOWN_VOID = re.compile(r"<(embed|source|track|wbr|keygen)\b([^>]*?)/?>", re.I)
+
+
 def _well_formed(fragment: str) -> str:
     """Raw HTML in Markdown may be sloppy; MJML's parser is not. Let lxml close what is open."""
     if "<" not in fragment:
         return fragment
+    fragment = UNKNOWN_VOID.sub(r"<\1\2></\1>", fragment)
     parts = lxml.html.fragments_fromstring(fragment)
     out = []
     for part in parts:
@@ -317,10 +360,14 @@ def _shows_target(label: str, href: str) -> bool:
 
 
 def _strip_tags(fragment: str) -> str:
+    """The text a reader sees in raw HTML: not the source of its <style> or <script> blocks."""
     try:
-        return lxml.html.fromstring(fragment).text_content().strip()
+        root = lxml.html.fragment_fromstring(fragment, create_parent="div")
     except lxml.etree.ParserError:  # a fragment with no element in it, such as a comment
         return ""
+    for hidden in root.xpath(".//style | .//script"):
+        hidden.drop_tree()
+    return root.text_content().strip()
 
 
 def _wrap(text: str) -> str:

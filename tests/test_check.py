@@ -345,3 +345,12 @@ def test_a_relative_image_is_local_when_the_file_sits_beside_the_issue(folder, w
     assert [f.code for f in check(path, load_config(folder / "newsletter.toml"))[0] if f.code == "image-local"] == [
         "image-local"
     ]
+
+
+def test_a_fragment_link_must_have_a_heading_or_an_id_to_go_to(folder, write_issue):
+    body = '[Hours](#clinic-hours) [Map](#map) [Nowhere](#nowhere)\n\n## Clinic hours\n\n<a id="map"></a>\n'
+    path = write_issue(body)
+    found, _ = check(path, load_config(folder / "newsletter.toml"))
+    assert [(f.line, f.message) for f in found if f.code == "link-fragment"] == [
+        (5, "the link #nowhere goes nowhere: no heading or id is 'nowhere'")
+    ]

@@ -1,4 +1,9 @@
+import pytest
+
+from newsletter_cli.config import load_config
+from newsletter_cli.issue import load_issue
 from newsletter_cli.markup import absolute_url, convert
+from newsletter_cli.render import render
 
 SITE = "https://clinic.example/"
 
@@ -73,3 +78,27 @@ def test_long_paragraphs_wrap_at_72_without_breaking_urls():
     text = convert("word " * 30 + url + "\n", SITE).text
     assert all(len(line) <= 72 for line in text.splitlines() if url not in line)
     assert url in text
+
+
+@pytest.mark.parametrize("tag", ["<wbr>", "<source src='a.mp4'>", "<track src='a.vtt'>", "<embed src='x.svg'>"])
+def test_void_elements_people_paste_build(folder, write_issue, tag):
+    """lxml wrapped what followed inside them (<wbr>word</wbr>) and MJML refused the email."""
+    rendered = render(load_issue(write_issue(f"<p>super{tag}califragilistic and more</p>\n")), config(folder))
+    assert "califragilistic and more" in rendered.html
+
+
+def test_a_rule_inside_a_raw_html_element_does_not_split_it_into_sections():
+    document = convert("<details>\n<summary>More</summary>\n\nText\n\n---\n\nMore\n</details>\n\n---\n\nNext\n", SITE)
+    assert len(document.sections) == 2
+    assert "<hr/>" in document.sections[0] and "</details>" in document.sections[0]
+
+
+def test_the_plain_text_never_holds_style_or_script_source():
+    text = convert(
+        "Hi\n\n<style>\n.x { color: red }\n</style>\n\n<div>Seen <script>alert(1)</script>too</div>\n", SITE
+    ).text
+    assert text == "Hi\n\nSeen too\n"
+
+
+def config(folder):
+    return load_config(folder / "newsletter.toml", environ={})

@@ -17,6 +17,7 @@ from markdown_it.token import Token
 from newsletter_cli import merge
 from newsletter_cli.check.finding import ERROR, WARNING, Finding, article
 from newsletter_cli.issue import Issue
+from newsletter_cli.markup import heading_ids
 
 SUBJECT_MAX, SUBJECT_GOOD = 150, (10, 78)
 PREHEADER_MAX = 100
@@ -69,7 +70,9 @@ def _every_link(url: str) -> bool:
 
 def source(issue: Issue, file: str) -> Iterator[Finding]:
     body = issue.body
-    for token in _parser().parse(body):
+    tokens = _parser().parse(body)
+    yield from _fragments(tokens, issue, file)
+    for token in tokens:
         first = issue.file_line((token.map or [0])[0] + 1)
         if token.type == "inline":
             yield from _inline(token, first, file, issue.path.parent)
@@ -81,6 +84,33 @@ def source(issue: Issue, file: str) -> Iterator[Finding]:
     for number, text in enumerate(body.splitlines(), start=issue.body_line):
         for match in PLACEHOLDER.finditer(text):
             yield Finding(file, number, WARNING, "placeholder", f"placeholder text {match.group(0)!r} left in")
+
+
+HTML_ID = re.compile(r"""\b(?:id|name)\s*=\s*["']([^"']+)["']""", re.I)
+
+
+def _fragments(tokens: list[Token], issue: Issue, file: str) -> Iterator[Finding]:
+    """A `#anchor` link with nothing of that id in the issue goes nowhere (headings get ids)."""
+    ids = {slug for _, slug in heading_ids(tokens)}
+    for token in tokens:
+        if token.type in ("html_block", "inline"):
+            ids.update(HTML_ID.findall(token.content))
+    for token in tokens:
+        if token.type != "inline":
+            continue
+        line = issue.file_line((token.map or [0])[0] + 1)
+        for child in token.children or ():
+            if child.type in ("softbreak", "hardbreak"):
+                line += 1
+            href = str(child.attrs.get("href", "")) if child.type == "link_open" else ""
+            if href.startswith("#") and len(href) > 1 and unquote(href[1:]) not in ids:
+                yield Finding(
+                    file,
+                    line,
+                    WARNING,
+                    "link-fragment",
+                    f"the link {href} goes nowhere: no heading or id is {href[1:]!r}",
+                )
 
 
 CODE_SPAN = re.compile(r"(`+)(.+?)\1", re.S)
