@@ -13,9 +13,9 @@ from pathlib import Path
 
 from newsletter_cli import subscribers, unsubscribe
 from newsletter_cli.config import Config
-from newsletter_cli.errors import NewsletterError, SubscriberError
+from newsletter_cli.errors import NewsletterError, RenderError, SubscriberError, display_path
 from newsletter_cli.issue import load_issue
-from newsletter_cli.render import GMAIL_CLIP_BYTES, SAMPLE_EMAIL, WARN_BYTES, Message, Rendered, render
+from newsletter_cli.render import GMAIL_CLIP_BYTES, SAMPLE_EMAIL, WARN_BYTES, Message, MJMLError, Rendered, render
 
 
 @dataclass(frozen=True)
@@ -73,12 +73,24 @@ def build(
     out_dir: Path | None = None,
     list_path: Path | None = None,
     as_email: str | None = None,
+    write_mjml: bool = False,
 ) -> Build:
-    rendered, message = preview_message(issue_path, config, list_path, as_email)
+    """``write_mjml``: also the MJML the email was made from, even when MJML refused it."""
     out_dir = out_dir or config.root / "build"
+    try:
+        rendered, message = preview_message(issue_path, config, list_path, as_email)
+    except MJMLError as exc:
+        if write_mjml:
+            path = out_dir / f"{issue_path.stem}.mjml"
+            write_files({path: exc.mjml})
+            raise RenderError(f"{exc.detail}; the MJML is in {display_path(path)}", exc.path, exc.line) from None
+        raise
     html_path = out_dir / f"{rendered.slug}.html"
     text_path = out_dir / f"{rendered.slug}.txt"
-    write_files({html_path: message.html, text_path: message.text})
+    files = {html_path: message.html, text_path: message.text}
+    if write_mjml:
+        files[out_dir / f"{rendered.slug}.mjml"] = rendered.mjml
+    write_files(files)
     return Build(rendered, message, html_path, text_path)
 
 

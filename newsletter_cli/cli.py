@@ -100,6 +100,7 @@ def cli() -> None:
 @list_option
 @click.option("--as", "as_email", metavar="EMAIL", help="Fill merge fields from this subscriber's row.")
 @click.option("--open", "open_after", is_flag=True, help="Open the html in the default browser.")
+@click.option("--mjml", "write_mjml", is_flag=True, help="Also write build/<slug>.mjml, for finding what MJML refuses.")
 @config_option
 def build(
     issue: Path,
@@ -107,6 +108,7 @@ def build(
     list_path: Path | None,
     as_email: str | None,
     open_after: bool,
+    write_mjml: bool,
     config_path: Path | None,
 ) -> None:
     """Render an issue to build/<slug>.html and build/<slug>.txt.
@@ -121,7 +123,9 @@ def build(
     """
     from newsletter_cli import build as build_core
 
-    result = build_core.build(issue, _config(config_path), out_dir=out_dir, list_path=list_path, as_email=as_email)
+    result = build_core.build(
+        issue, _config(config_path), out_dir=out_dir, list_path=list_path, as_email=as_email, write_mjml=write_mjml
+    )
     click.echo(
         f"Wrote {display_path(result.html_path)} ({result.html_bytes / 1024:.1f} KB) "
         f"and {display_path(result.text_path)}"

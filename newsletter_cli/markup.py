@@ -215,6 +215,7 @@ def _render_html(md: MarkdownIt, tokens: list[Token]) -> str:
 # Void elements that libxml2's HTML parser does not know to be void: it would wrap all that
 # follows inside them (<wbr>word</wbr>), which MJML refuses. Closed at once, they stay empty.
 UNKNOWN_VOID = re.compile(r"<(embed|source|track|wbr|keygen)\b([^>]*?)/?>", re.I)
+COMMENT = re.compile(r"<!--(.*?)-->", re.S)
 
 
 def _well_formed(fragment: str) -> str:
@@ -222,6 +223,8 @@ def _well_formed(fragment: str) -> str:
     if "<" not in fragment:
         return fragment
     fragment = UNKNOWN_VOID.sub(r"<\1\2></\1>", fragment)
+    # "--" inside a comment is fine in HTML but not in MJML's parser, which then refuses the email
+    fragment = COMMENT.sub(lambda m: "<!--" + m.group(1).replace("--", "- -") + "-->", fragment)
     parts = lxml.html.fragments_fromstring(fragment)
     out = []
     for part in parts:

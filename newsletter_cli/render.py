@@ -65,6 +65,7 @@ class Rendered:
     html: str
     text: str
     fields: tuple[MergeField, ...]
+    mjml: str = ""  # what mjml-python was given, for `build --mjml`
 
     @property
     def issue_fields(self) -> tuple[MergeField, ...]:
@@ -125,7 +126,7 @@ def render(issue: Issue, config: Config, columns: frozenset[str] | None = None) 
         context,
         body=Markup(document.text.rstrip("\n")),
     )
-    html = _inline_css(_mjml_to_html(mjml, issue.template))
+    html = _inline_css(_mjml_to_html(mjml, issue))
     html = _insert_preheader(html, preheader)
 
     unsubscribe_value = SENDGRID_UNSUBSCRIBE_TAG if config.unsubscribe_mode is UnsubscribeMode.SENDGRID else None
@@ -140,6 +141,7 @@ def render(issue: Issue, config: Config, columns: frozenset[str] | None = None) 
         html=merge.to_context(html, HTML_CONTEXT, safe=[UNSUBSCRIBE_FIELD]),
         text=merge.to_context(_tidy_text(text), TEXT_CONTEXT),
         fields=used,
+        mjml=mjml,
     )
 
 
@@ -202,13 +204,50 @@ def _text_template_name(env: jinja2.Environment, html_name: str) -> str:
     return candidate if candidate in env.list_templates() else "newsletter.txt.j2"
 
 
-def _mjml_to_html(mjml: str, template_name: str) -> str:
+class MJMLError(RenderError):
+    """mjml-python refused the email; ``mjml`` is what it was given (`build --mjml` writes it)."""
+
+    def __init__(self, message: str, path: Path | str, line: int | None, mjml: str):
+        self.mjml = mjml
+        super().__init__(message, path, line)
+
+
+POSITION = re.compile(r"at position (\d+)(?::\d+)?")
+
+
+def _mjml_to_html(mjml: str, issue: Issue) -> str:
+    """The html, or an error that names the element MJML stopped at and, when it came from the
+    issue, the issue's line (not a byte offset into MJML the user never sees)."""
     from mjml import mjml2html
 
     try:
         return mjml2html(mjml, fonts={})
     except ValueError as exc:
-        raise RenderError(f"MJML could not be rendered: {exc}", f"templates/{template_name}") from None
+        found = POSITION.search(str(exc))
+        at = int(found.group(1)) if found else -1
+        if at < 0:
+            raise MJMLError(f"MJML could not be rendered: {exc}", f"templates/{issue.template}", None, mjml) from None
+        start = mjml.rfind("<", 0, at + 1)
+        element = " ".join(mjml[max(start, 0) : at + 40].split())[:60]
+        line = _issue_line_of(issue, mjml[max(start, 0) : at + 40])
+        path: Path | str = issue.path if line else f"templates/{issue.template}"
+        raise MJMLError(
+            f"the email could not be built: MJML stops at {element!r} (run 'newsletter build --mjml' to see it whole)",
+            path,
+            line,
+            mjml,
+        ) from None
+
+
+def _issue_line_of(issue: Issue, snippet: str) -> int | None:
+    """The issue line whose words the MJML around an error holds, if any."""
+    words = [w for w in re.sub(r"<[^>]*>", " ", snippet).split() if len(w) > 2][:3]
+    if not words:
+        return None
+    for number, text in enumerate(issue.body.splitlines(), start=issue.body_line):
+        if all(w in text for w in words):
+            return number
+    return None
 
 
 def _inline_css(html: str) -> str:

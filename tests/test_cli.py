@@ -12,7 +12,7 @@ from click.testing import CliRunner
 from newsletter_cli import __version__
 from newsletter_cli.cli import cli
 
-from .conftest import interrupt, newsletter_process
+from .conftest import REPO, interrupt, newsletter_process
 
 
 @pytest.fixture
@@ -307,3 +307,20 @@ def test_the_reasons_help_offers_are_the_stores():
     from newsletter_cli.store import REASONS
 
     assert cli_module.REASONS == REASONS
+
+
+def test_build_mjml_writes_the_mjml_and_an_mjml_error_names_the_element_not_a_byte_offset(runner, folder, write_issue):
+    write_issue("Hello\n")
+    assert runner.invoke(cli, ["build", "issues/test.md", "--mjml"]).exit_code == 0
+    assert (folder / "build" / "test.mjml").read_text().startswith("<mjml")
+    (folder / "templates").mkdir()
+    template = (REPO / "newsletter_cli" / "templates" / "newsletter.mjml.j2").read_text()
+    (folder / "templates" / "newsletter.mjml.j2").write_text(template.replace("<mj-body", "<wbr><mj-body", 1))
+    (folder / "build" / "test.mjml").unlink()
+    result = runner.invoke(cli, ["build", "issues/test.md", "--mjml"])
+    assert result.exit_code == 1
+    [line] = result.output.splitlines()
+    assert line.startswith("Error: templates/newsletter.mjml.j2: the email could not be built: MJML stops at '<")
+    assert "position" not in line
+    assert line.endswith("; the MJML is in build/test.mjml")
+    assert "<wbr><mj-body" in (folder / "build" / "test.mjml").read_text()

@@ -102,3 +102,11 @@ def test_the_plain_text_never_holds_style_or_script_source():
 
 def config(folder):
     return load_config(folder / "newsletter.toml", environ={})
+
+
+def test_a_comment_with_a_double_hyphen_inside_builds(folder, write_issue):
+    """MJML's parser refused '--' inside an HTML comment, which HTML allows."""
+    rendered = render(
+        load_issue(write_issue("Before <!-- a -- b --> after\n\n<!-- note -- here -->\n")), config(folder)
+    )
+    assert "Before" in rendered.html and "after" in rendered.html
