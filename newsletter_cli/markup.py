@@ -87,6 +87,8 @@ def _absolutize(tokens: Sequence[Token], website: str) -> None:
             for attr in ("href", "src"):
                 if child.attrs.get(attr) is not None:
                     child.attrs[attr] = absolute_url(str(child.attrs[attr]), website)
+            if child.type == "link_open" and str(child.attrs.get("href", "")).startswith("tel:"):
+                child.attrSet("class", "nl-nowrap")  # a phone number never wraps at its hyphen
 
 
 # --- blocks ----------------------------------------------------------------------------------

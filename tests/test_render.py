@@ -273,3 +273,37 @@ def test_a_folders_template_runs_in_jinjas_sandbox(folder, write_issue, tmp_path
         render(load_issue(write_issue("Hi\n")), load_config(folder / "newsletter.toml"))
     assert not marker.exists()
     assert error.value.message.startswith("templates/newsletter.mjml.j2")
+
+
+WORD_LINES = """
+(words) => words.map(word => {
+  const walker = document.createTreeWalker(document.body, NodeFilter.SHOW_TEXT);
+  while (walker.nextNode()) {
+    const at = walker.currentNode.textContent.indexOf(word);
+    if (at < 0) continue;
+    const range = document.createRange();
+    range.setStart(walker.currentNode, at);
+    range.setEnd(walker.currentNode, at + word.length);
+    return new Set([...range.getClientRects()].map(r => Math.round(r.top))).size;
+  }
+  return -1;
+})
+"""
+
+
+@pytest.mark.browser
+def test_at_375_px_table_words_and_phone_numbers_never_break_in_the_middle(folder, write_issue, browser):
+    """Tables once broke 'Missis/sauga' and '#40/936' at phone width; a phone number wrapped at its hyphen."""
+    table = (
+        "| Clinic | City | Phone | Hours |\n| --- | --- | --- | --- |\n"
+        "| Square One Dermatology | Mississauga | [(905) 273-3045](tel:+19052733045) | Monday to Friday, 9 to 5 |\n"
+        "| Yonge and Eglinton | Toronto | [(416) 207-9090](tel:+14162079090) | Saturdays by appointment |\n"
+    )
+    body = f"{table}\nCall us at [(905) 273-3045](tel:+19052733045) any weekday, or visit the Mississauga clinic.\n"
+    rendered = render(load_issue(write_issue(body)), load_config(folder / "newsletter.toml"))
+    page = browser.new_page(viewport={"width": 375, "height": 800})
+    page.route("**/*", lambda route: route.abort())  # nothing leaves the machine
+    page.set_content(rendered.html)
+    words = ["Mississauga", "Toronto", "Dermatology", "(905) 273-3045", "(416) 207-9090"]
+    assert page.evaluate(WORD_LINES, words) == [1] * len(words)
+    assert page.evaluate("document.documentElement.scrollWidth") <= 375
