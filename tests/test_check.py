@@ -354,3 +354,19 @@ def test_a_fragment_link_must_have_a_heading_or_an_id_to_go_to(folder, write_iss
     assert [(f.line, f.message) for f in found if f.code == "link-fragment"] == [
         (5, "the link #nowhere goes nowhere: no heading or id is 'nowhere'")
     ]
+
+
+def test_the_subject_is_measured_as_readers_see_it_with_merge_fields_filled(folder, write_issue):
+    """'Hi {{ subscriber.first_name | default("there") }}' is 47 characters of source, 6 in Ana's inbox."""
+    (folder / "subscribers.csv").write_text("email,first_name\nana@example.com,Ana\n")
+    path = write_issue("Body\n", front='subject: "Hi {{ subscriber.first_name | default(\\"there\\") }}"')
+    found, _ = check(path, load_config(folder / "newsletter.toml"))
+    [finding] = [f for f in found if f.code == "subject-length"]
+    assert finding.message.startswith("the subject is 6 characters")
+
+
+def test_a_finding_repeated_word_for_word_is_one_line(folder, write_issue):
+    body = "".join(f'<p style="display:flex">item {i}</p>\n\n' for i in range(26))
+    found, _ = check(write_issue(body), load_config(folder / "newsletter.toml"))
+    [flex] = [f for f in found if f.code == "css-unsupported"]
+    assert flex.message.endswith("(26 times, first at line 5)")

@@ -16,7 +16,7 @@ from newsletter_cli.check.spam import spam
 from newsletter_cli.config import Config
 from newsletter_cli.errors import IssueError, RenderError, display_path
 from newsletter_cli.issue import Issue, load_issue
-from newsletter_cli.render import Rendered, render
+from newsletter_cli.render import SAMPLE_EMAIL, Rendered, render
 
 __all__ = ["ERROR", "WARNING", "Finding", "check", "findings", "findings_json", "spam"]
 
@@ -49,8 +49,12 @@ def findings(
         notes.append(f"no subscriber list at {display_path(path)}: merge fields were not checked against it")
     else:
         notes += subscribers.notices(path)
+    sample = {"email": SAMPLE_EMAIL}
+    if columns is not None and read_list:
+        sample = next((row.fields for row in subscribers.scan(path) if row.status == subscribers.VALID), sample)
+    seen_subject = rendered.personalize(sample).subject
     found = [
-        *source.front_matter(issue, file),
+        *source.front_matter(issue, file, seen_subject),
         *placeholders.issue(issue, file),
         *placeholders.config(config),
         *source.source(issue, file),
@@ -59,4 +63,23 @@ def findings(
         *email.rendered(rendered, config, file, issue.body, issue.body_line),
         *(lists.merge_fields(rendered, config, path, columns, file, read_list) if columns is not None else ()),
     ]
-    return sorted(set(found), key=Finding.sort_key), notes
+    return grouped(sorted(set(found), key=Finding.sort_key)), notes
+
+
+GROUPED_FROM = 4  # a few repeats keep their own lines; more become one
+
+
+def grouped(found: list[Finding]) -> list[Finding]:
+    """A finding repeated word for word, many times, is one line: 'N times, first at line L'."""
+    seen: dict[tuple[str, str, str, str], list[Finding]] = {}
+    for finding in found:
+        seen.setdefault((finding.file, finding.level, finding.code, finding.message), []).append(finding)
+    out = []
+    for same in seen.values():
+        first = same[0]
+        if len(same) < GROUPED_FROM:
+            out.extend(same)
+        else:
+            message = f"{first.message} ({len(same)} times, first at line {first.line})"
+            out.append(Finding(first.file, first.line, first.level, first.code, message))
+    return sorted(out, key=Finding.sort_key)

@@ -29,9 +29,11 @@ PLACEHOLDER = re.compile(r"\b(?:TODO|TBD|FIXME)\b(?=\s*[:\]\)]|\s*$)|\[(?:TODO|T
 EXAMPLE_HOSTS = re.compile(r"(^|\.)example\.(com|org|net)$", re.IGNORECASE)
 
 
-def front_matter(issue: Issue, file: str) -> Iterator[Finding]:
+def front_matter(issue: Issue, file: str, subject: str | None = None) -> Iterator[Finding]:
+    """``subject``: as a reader sees it, merge fields filled for a sample subscriber (the
+    template source is longer or shorter than what inboxes show)."""
     subject_line = issue.key_lines.get("subject", 2)
-    length = len(issue.subject)
+    length = len(subject if subject is not None else issue.subject)
     if length > SUBJECT_MAX:
         yield Finding(
             file, subject_line, ERROR, "subject-too-long", f"the subject is {length} characters (at most {SUBJECT_MAX})"
