@@ -370,3 +370,27 @@ def test_a_finding_repeated_word_for_word_is_one_line(folder, write_issue):
     found, _ = check(write_issue(body), load_config(folder / "newsletter.toml"))
     [flex] = [f for f in found if f.code == "css-unsupported"]
     assert flex.message.endswith("(26 times, first at line 5)")
+
+
+@pytest.mark.parametrize(
+    ("source", "leak"),
+    [
+        ('[Book now](https://testnews.ca/book){target="_blank"}\n', '{target="_blank"}'),
+        ("## Our hours {#hours}\n", "{#hours}"),
+        ("[Book now](https://testnews.ca/book){.buton}\n", "{.buton}"),
+        ("As the study showed[^1], it works.\n", "[^1]"),
+        ('import Chart from "../components/Chart"\n\nText\n', 'import Chart from "../components/Chart"'),
+        ("Hi *|FNAME|*,\n", "*|FNAME|*"),
+    ],
+)
+def test_markup_of_another_dialect_that_reaches_the_email_as_text_is_a_warning(folder, write_issue, source, leak):
+    found, _ = check(write_issue(source), load_config(folder / "newsletter.toml"))
+    leaks = [f for f in found if f.code == "markup-leak"]
+    assert [f.message.split(" reaches")[0] for f in leaks] == [repr(leak)]
+    assert leaks[0].line == 5
+
+
+def test_a_button_mark_and_code_are_no_leaks(folder, write_issue):
+    source = "[Book now](https://testnews.ca/book){.button}\n\nIn code: `{#id}` and\n\n```\n*|FNAME|* [^1]\n```\n"
+    found, _ = check(write_issue(source), load_config(folder / "newsletter.toml"))
+    assert [f for f in found if f.code == "markup-leak"] == []

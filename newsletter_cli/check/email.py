@@ -36,6 +36,7 @@ def rendered(rendered: Rendered, config: Config, file: str, body: str, body_line
             file, 1, ERROR, "unsubscribe-missing", "the email lacks the unsubscribe link in its html or text part"
         )
     yield from _contrast(document, body, body_line, file)
+    yield from _markup_leaks(document, body, body_line, file)
 
 
 CONTRAST_MIN = 4.5
@@ -113,3 +114,56 @@ def _contrast(document: lxml.html.HtmlElement, body: str, body_line: int, file: 
             "contrast",
             f"text {text[:40]!r} has a contrast of {ratio:.1f}:1 with its background (WCAG asks at least 4.5:1)",
         )
+
+
+# markup of other dialects that Markdown here does not know, so it shows as text
+_ATTR = r"(?:[#.][\w-]+|[\w-]+=(?:\"[^\"]*\"|'[^']*'|[^\s}]+))"
+LEAKS = (
+    (re.compile(rf"\{{:?\s*{_ATTR}(?:\s+{_ATTR})*\s*\}}"), "an attribute list such as {#id} or {.class}"),
+    (re.compile(r"\[\^[^\]\s]+\]"), "a footnote reference"),
+    (re.compile(r"^\s*import\s+[\w{}\s,*]+\s+from\s+[\"'][^\"']+[\"'];?", re.M), "an MDX import"),
+)
+# Markdown reads *|FNAME|* as emphasis, so the tag is looked for in the source
+MAILCHIMP_TAG = re.compile(r"\*\|[A-Z0-9_:]+\|\*")
+FENCE = re.compile(r"^(```|~~~).*?^\1", re.S | re.M)
+CODE_SPAN = re.compile(r"(`+).+?\1")
+
+
+def _blank(match: re.Match[str]) -> str:
+    """The same number of characters, so that offsets (and lines) stay where they were."""
+    return re.sub(r"[^\n]", " ", match.group(0))
+
+
+def _markup_leaks(document: lxml.html.HtmlElement, body: str, body_line: int, file: str) -> Iterator[Finding]:
+    """Text outside code that is markup of another dialect: it reaches readers as written."""
+    outside_code = CODE_SPAN.sub(_blank, FENCE.sub(_blank, body))
+    for match in MAILCHIMP_TAG.finditer(outside_code):
+        yield Finding(
+            file,
+            body_line + body.count("\n", 0, match.start()),
+            WARNING,
+            "markup-leak",
+            f"{match.group(0)!r} reaches the email as text: a Mailchimp merge tag is markup of another kind; "
+            "here it is {{ subscriber.<column> }}",
+        )
+    for element in document.iter():
+        if not isinstance(element.tag, str) or element.tag in ("code", "pre", "style", "script", "head", "title"):
+            continue
+        for text in (element.text, element.tail if element.getparent() is not None else None):
+            if not text or (text is element.tail and element.getparent().tag in ("code", "pre")):
+                continue
+            for pattern, what in LEAKS:
+                for match in pattern.finditer(text):
+                    leak = match.group(0).strip()
+                    yield Finding(
+                        file,
+                        _line_in(body, leak, body_line),
+                        WARNING,
+                        "markup-leak",
+                        f"{leak[:50]!r} reaches the email as text: {what} is markup of another kind",
+                    )
+
+
+def _line_in(body: str, snippet: str, body_line: int) -> int:
+    index = body.find(snippet)
+    return body_line + body.count("\n", 0, index) if index >= 0 else 1
