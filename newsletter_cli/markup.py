@@ -17,6 +17,7 @@ import lxml.etree
 import lxml.html
 from markdown_it import MarkdownIt
 from markdown_it.token import Token
+from mdit_py_plugins.footnote import footnote_plugin
 
 BUTTON_MARK = "{.button}"
 WIDTH = 72
@@ -31,7 +32,10 @@ class Document:
 
 
 def markdown_parser() -> MarkdownIt:
-    return MarkdownIt("commonmark", {"html": True, "typographer": False}).enable(["table", "strikethrough"])
+    """CommonMark, GitHub's tables and strikethrough, and footnotes ([^1]), which many
+    newsletters written for the web use."""
+    md = MarkdownIt("commonmark", {"html": True, "typographer": False}).enable(["table", "strikethrough"])
+    return md.use(footnote_plugin)
 
 
 def convert(source: str, website: str) -> Document:
@@ -290,7 +294,22 @@ class _TextWriter:
             return self._table(tokens)
         if kind == "html_block":
             return _wrap(_strip_tags(first.content))
+        if kind == "footnote_block_open":
+            return self._footnotes(tokens)
         return ""
+
+    def _footnotes(self, tokens: Sequence[Token]) -> str:
+        """The notes at the end, numbered as their references in the text: [1] ..."""
+        notes: list[str] = []
+        i = 1
+        while i < len(tokens) - 1:
+            end = block_end(tokens, i)
+            if tokens[i].type == "footnote_open":
+                number = int(tokens[i].meta.get("id", len(notes))) + 1
+                body = " ".join(self.blocks(tokens[i + 1 : end]))
+                notes.append(_wrap(f"[{number}] {body}"))
+            i = end + 1
+        return "-" * 20 + "\n" + "\n".join(notes)
 
     def _list(self, tokens: Sequence[Token]) -> str:
         ordered = tokens[0].type == "ordered_list_open"
@@ -344,6 +363,8 @@ def inline_text(inline: Token) -> str:
             out.append("~~")
         elif kind == "image":
             out.append(f"[{child.content or 'image'}]")
+        elif kind == "footnote_ref":
+            out.append(f"[{int(child.meta.get('id', 0)) + 1}]")
         elif kind == "html_inline":
             out.append("\n" if re.match(r"<br\b", child.content, re.I) else "")
         elif kind == "link_open":

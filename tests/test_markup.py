@@ -110,3 +110,9 @@ def test_a_comment_with_a_double_hyphen_inside_builds(folder, write_issue):
         load_issue(write_issue("Before <!-- a -- b --> after\n\n<!-- note -- here -->\n")), config(folder)
     )
     assert "Before" in rendered.html and "after" in rendered.html
+
+
+def test_footnotes_render_in_both_parts():
+    document = convert("As the study showed[^1], it works.\n\n[^1]: Smith, 2024. *Journal*.\n", SITE)
+    assert 'href="#fn1"' in document.sections[0] and 'id="fn1"' in document.sections[0]
+    assert document.text == "As the study showed[1], it works.\n\n--------------------\n[1] Smith, 2024. Journal.\n"

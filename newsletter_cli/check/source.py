@@ -13,6 +13,7 @@ import lxml.etree
 import lxml.html
 from markdown_it import MarkdownIt
 from markdown_it.token import Token
+from mdit_py_plugins.footnote import footnote_plugin
 
 from newsletter_cli import merge
 from newsletter_cli.check.finding import ERROR, WARNING, Finding, article
@@ -61,7 +62,7 @@ def front_matter(issue: Issue, file: str, subject: str | None = None) -> Iterato
 
 
 def _parser() -> MarkdownIt:
-    md = MarkdownIt("commonmark", {"html": True}).enable(["table", "strikethrough"])
+    md = MarkdownIt("commonmark", {"html": True}).enable(["table", "strikethrough"]).use(footnote_plugin)
     md.validateLink = _every_link  # type: ignore[method-assign]  # see the links the renderer drops too
     return md
 
