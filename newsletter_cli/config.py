@@ -41,6 +41,7 @@ class Config:
     postal_address: str
     website: str
     language: str = "en"
+    typographer: bool = False  # "curly quotes" and dashes -- as – in the email
     reply_to: str | None = None
     phones: tuple[tuple[str, str], ...] = ()
     unsubscribe_url: str | None = None
@@ -138,6 +139,12 @@ def _mailto(value: Any) -> str:
     return "mailto:" + _email(address)
 
 
+def _bool(value: Any) -> bool:
+    if not isinstance(value, bool):
+        raise ValueError("expected true or false")
+    return value
+
+
 def _phones(value: Any) -> tuple[tuple[str, str], ...]:
     if not isinstance(value, dict) or not all(isinstance(v, str) and re.search(r"\d", v) for v in value.values()):
         raise ValueError('expected a table of label = "phone number"')
@@ -157,6 +164,7 @@ SCHEMA: dict[str, dict[str, tuple[Checker, bool, str]]] = {
         "website": (_website, True, "website"),
         "language": (_language, False, "language"),
         "phones": (_phones, False, "phones"),
+        "typographer": (_bool, False, "typographer"),
     },
     "unsubscribe": {
         "url": (_unsubscribe_url, False, "unsubscribe_url"),

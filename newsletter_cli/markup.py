@@ -31,15 +31,17 @@ class Document:
     text: str
 
 
-def markdown_parser() -> MarkdownIt:
+def markdown_parser(typographer: bool = False) -> MarkdownIt:
     """CommonMark, GitHub's tables and strikethrough, and footnotes ([^1]), which many
-    newsletters written for the web use."""
-    md = MarkdownIt("commonmark", {"html": True, "typographer": False}).enable(["table", "strikethrough"])
+    newsletters written for the web use; with ``typographer``, "curly" quotes and dashes."""
+    md = MarkdownIt("commonmark", {"html": True, "typographer": typographer}).enable(["table", "strikethrough"])
+    if typographer:
+        md.enable(["replacements", "smartquotes"])
     return md.use(footnote_plugin)
 
 
-def convert(source: str, website: str) -> Document:
-    md = markdown_parser()
+def convert(source: str, website: str, typographer: bool = False) -> Document:
+    md = markdown_parser(typographer)
     tokens = md.parse(source)
     _absolutize(tokens, website)
     for token, slug in heading_ids(tokens):

@@ -96,7 +96,7 @@ def render(issue: Issue, config: Config, columns: frozenset[str] | None = None) 
     from newsletter_cli import markup
 
     (subject, preheader, body), fields = _merge_parts(issue, columns)
-    document = markup.convert(body, config.website)
+    document = markup.convert(body, config.website, config.typographer)
     env = template_environment(config)
     context = {
         "newsletter": {

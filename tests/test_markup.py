@@ -116,3 +116,11 @@ def test_footnotes_render_in_both_parts():
     document = convert("As the study showed[^1], it works.\n\n[^1]: Smith, 2024. *Journal*.\n", SITE)
     assert 'href="#fn1"' in document.sections[0] and 'id="fn1"' in document.sections[0]
     assert document.text == "As the study showed[1], it works.\n\n--------------------\n[1] Smith, 2024. Journal.\n"
+
+
+def test_typographic_quotes_and_dashes_are_a_config_option(folder, write_issue):
+    path = write_issue('He said "hello" -- then left.\n')
+    assert 'He said "hello" -- then left.' in render(load_issue(path), config(folder)).text
+    toml = folder / "newsletter.toml"
+    toml.write_text(toml.read_text().replace('website = "', 'typographer = true\nwebsite = "', 1))
+    assert "He said “hello” – then left." in render(load_issue(path), config(folder)).text
