@@ -10,6 +10,7 @@ import lxml.html
 
 from newsletter_cli import unsubscribe
 from newsletter_cli.check.finding import ERROR, WARNING, Finding
+from newsletter_cli.check.source import outside_code
 from newsletter_cli.config import Config
 from newsletter_cli.render import GMAIL_CLIP_BYTES, SAMPLE_EMAIL, WARN_BYTES, Rendered
 
@@ -125,19 +126,11 @@ LEAKS = (
 )
 # Markdown reads *|FNAME|* as emphasis, so the tag is looked for in the source
 MAILCHIMP_TAG = re.compile(r"\*\|[A-Z0-9_:]+\|\*")
-FENCE = re.compile(r"^(```|~~~).*?^\1", re.S | re.M)
-CODE_SPAN = re.compile(r"(`+).+?\1")
-
-
-def _blank(match: re.Match[str]) -> str:
-    """The same number of characters, so that offsets (and lines) stay where they were."""
-    return re.sub(r"[^\n]", " ", match.group(0))
 
 
 def _markup_leaks(document: lxml.html.HtmlElement, body: str, body_line: int, file: str) -> Iterator[Finding]:
     """Text outside code that is markup of another dialect: it reaches readers as written."""
-    outside_code = CODE_SPAN.sub(_blank, FENCE.sub(_blank, body))
-    for match in MAILCHIMP_TAG.finditer(outside_code):
+    for match in MAILCHIMP_TAG.finditer(outside_code(body)):
         yield Finding(
             file,
             body_line + body.count("\n", 0, match.start()),

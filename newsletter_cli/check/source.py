@@ -117,6 +117,19 @@ def _fragments(tokens: list[Token], issue: Issue, file: str) -> Iterator[Finding
 
 
 CODE_SPAN = re.compile(r"(`+)(.+?)\1", re.S)
+FENCE = re.compile(r"^(```|~~~).*?^\1", re.S | re.M)
+
+
+def outside_code(text: str) -> str:
+    """The text with its code spans and fenced blocks blanked out, at the same length and on
+    the same lines, so that offsets found in it are offsets in the text."""
+    return CODE_SPAN.sub(_blank, FENCE.sub(_blank, text))
+
+
+def _blank(match: re.Match[str]) -> str:
+    return re.sub(r"[^\n]", " ", match.group(0))
+
+
 LOCAL_PATH = re.compile(r"^(?:\.{1,2}[\\/]|~[\\/]|[A-Za-z]:[\\/]|file:|\\\\)|\\", re.I)
 # ![alt](my photo.jpg): Markdown takes no space in a link, so it reaches the email as text
 SPACED_IMAGE = re.compile(r"!\[[^\]\n]*\]\(([^)\n]*\s[^)\n]*)\)")
@@ -134,7 +147,7 @@ def _local_image(src: str, line: int, file: str, base: Path | None) -> Iterator[
 
 
 def _spaced_images(text: str, line: int, file: str) -> Iterator[Finding]:
-    prose = CODE_SPAN.sub(lambda m: " " * len(m.group(0)), text)
+    prose = outside_code(text)
     for match in SPACED_IMAGE.finditer(prose):
         inside = match.group(1).strip()
         if re.fullmatch(r"\S+\s+([\"'(]).*[\"')]", inside) or (inside.startswith("<") and inside.endswith(">")):
@@ -152,7 +165,7 @@ def _spaced_images(text: str, line: int, file: str) -> Iterator[Finding]:
 def _template_syntax(text: str, line: int, file: str) -> Iterator[Finding]:
     """Template code of another kind outside code: it reaches the email as written. (In code
     spans and fenced blocks it is clearly meant literally, and passes in silence.)"""
-    prose = CODE_SPAN.sub(lambda m: " " * len(m.group(0)), text)
+    prose = outside_code(text)
     for offset, snippet in merge.template_like(prose):
         shown = " ".join(snippet.split())
         yield Finding(
