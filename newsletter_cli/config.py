@@ -228,14 +228,14 @@ def _validate(data: dict[str, Any], text: str) -> tuple[dict[str, Any], list[tup
         if section not in SCHEMA:
             expected = ", ".join(f"[{name}]" for name in SCHEMA)
             problems.append(
-                (_line_of(text, section, None), f"unknown section [{section}] (expected one of {expected})")
+                (key_line(text, section, None), f"unknown section [{section}] (expected one of {expected})")
             )
             continue
         if not isinstance(table, dict):
-            problems.append((_line_of(text, None, section), f"{section}: expected a [{section}] table"))
+            problems.append((key_line(text, None, section), f"{section}: expected a [{section}] table"))
             continue
         for key, value in table.items():
-            line = _line_of(text, section, key)
+            line = key_line(text, section, key)
             if key not in SCHEMA[section]:
                 known = ", ".join(SCHEMA[section])
                 problems.append((line, f"[{section}] {key}: unknown key (expected one of {known})"))
@@ -255,13 +255,14 @@ def _validate(data: dict[str, Any], text: str) -> tuple[dict[str, Any], list[tup
         if not modes:
             problems.append((0, "[unsubscribe]: set url (your own endpoint) or sendgrid_group_id"))
         elif len(modes) == 2:
-            line = _line_of(text, "unsubscribe", "sendgrid_group_id")
+            line = key_line(text, "unsubscribe", "sendgrid_group_id")
             problems.append((line, "[unsubscribe]: set url or sendgrid_group_id, not both"))
     return values, problems
 
 
-def _line_of(text: str, section: str | None, key: str | None) -> int:
-    """Best-effort line number of ``key`` inside ``[section]`` (0 when not found)."""
+def key_line(text: str, section: str | None, key: str | None) -> int:
+    """Best-effort line number of ``key`` inside ``[section]`` (0 when not found); `check`
+    uses it too, to point at a placeholder value."""
     current = None
     for number, raw in enumerate(text.splitlines(), start=1):
         line = raw.strip()

@@ -10,7 +10,7 @@ from collections.abc import Iterator
 from urllib.parse import urlsplit
 
 from newsletter_cli.check.finding import ERROR, WARNING, Finding
-from newsletter_cli.config import Config
+from newsletter_cli.config import Config, key_line
 from newsletter_cli.errors import display_path
 from newsletter_cli.issue import Issue
 
@@ -33,17 +33,18 @@ def config(settings: Config) -> Iterator[Finding]:
     except OSError:
         text = ""
     values = (
-        ("postal_address", settings.postal_address),
-        ("from_email", settings.from_email),
-        ("reply_to", settings.reply_to),
-        ("website", settings.website),
-        ("[unsubscribe] url", settings.unsubscribe_url),
-        ("[unsubscribe] mailto", settings.unsubscribe_mailto),
+        ("newsletter", "postal_address", settings.postal_address),
+        ("newsletter", "from_email", settings.from_email),
+        ("newsletter", "reply_to", settings.reply_to),
+        ("newsletter", "website", settings.website),
+        ("unsubscribe", "url", settings.unsubscribe_url),
+        ("unsubscribe", "mailto", settings.unsubscribe_mailto),
     )
-    for key, value in values:
+    for section, name, value in values:
         if not value:
             continue
-        line = _line_of(text, value)
+        key = name if section == "newsletter" else f"[{section}] {name}"
+        line = key_line(text, section, name) or 1
         if is_scaffold(value):
             yield Finding(
                 file, line, ERROR, "placeholder", f"{key} is still the scaffold's placeholder ({value!r}): put yours"
@@ -82,8 +83,3 @@ def _host(value: str) -> str:
     if "@" in value and "://" not in value:
         return value.rsplit("@", 1)[1].split("?")[0].lower()
     return (urlsplit(value).hostname or "").lower()
-
-
-def _line_of(text: str, value: str) -> int:
-    index = text.find(value)
-    return text.count("\n", 0, index) + 1 if index >= 0 else 1

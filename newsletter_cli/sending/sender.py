@@ -188,7 +188,10 @@ class Sender:
 
     def render(self) -> tuple[Rendered, list[str]]:
         """The email and its check errors, rendered here (the dry run does)."""
-        return render_and_check(self.issue, self.config, self.columns, self.list_path)
+        return render_and_check(*self._render_args())
+
+    def _render_args(self) -> tuple[Issue, Config, frozenset[str] | None, Path]:
+        return self.issue, self.config, self.columns, self.list_path
 
     def _sync(self) -> dict[str, int] | None:
         """SendGrid's suppressions into the store, on a connection of its own (it runs in a thread)."""
@@ -220,8 +223,7 @@ class Sender:
         what this run wrote."""
         self.api = self._connect()
         self._take_lock()
-        rendering_args = (self.issue, self.config, self.columns, self.list_path)
-        with Child(render_and_check, *rendering_args) as rendering, ThreadPoolExecutor(1) as background:
+        with Child(render_and_check, *self._render_args()) as rendering, ThreadPoolExecutor(1) as background:
             run = self.journal.start_run(self.issue.subject, str(self.list_path.resolve()))
             if self.options.retry_failed:
                 self.journal.requeue(FAILED)
