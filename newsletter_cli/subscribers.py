@@ -183,9 +183,7 @@ def addresses(
         raw = record[email_at]
         if found.rules:
             status = found.status(record)
-            if status is not None:
-                if not raw.strip() and not any(record[i].strip() for i in named_at):
-                    continue  # a blank record, as read_rows sees it
+            if status is not None:  # never for a blank record: every rule passes empty cells
                 yield Refused(line, status.reason, UNSUBSCRIBED)
                 continue
         match = fast(raw.strip())
