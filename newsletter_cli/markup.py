@@ -226,13 +226,18 @@ UNKNOWN_VOID = re.compile(r"<(embed|source|track|wbr|keygen)\b([^>]*?)/?>", re.I
 COMMENT = re.compile(r"<!--(.*?)-->", re.S)
 
 
+def _comment(match: re.Match[str]) -> str:
+    """HTML allows "--" inside a comment and "--->" as its end; MJML's parser refuses both."""
+    inside = match.group(1).replace("--", "- -")
+    return f"<!--{inside} -->" if inside.endswith("-") else f"<!--{inside}-->"
+
+
 def _well_formed(fragment: str) -> str:
     """Raw HTML in Markdown may be sloppy; MJML's parser is not. Let lxml close what is open."""
     if "<" not in fragment:
         return fragment
     fragment = UNKNOWN_VOID.sub(r"<\1\2></\1>", fragment)
-    # "--" inside a comment is fine in HTML but not in MJML's parser, which then refuses the email
-    fragment = COMMENT.sub(lambda m: "<!--" + m.group(1).replace("--", "- -") + "-->", fragment)
+    fragment = COMMENT.sub(_comment, fragment)
     parts = lxml.html.fragments_fromstring(fragment)
     out = []
     for part in parts:

@@ -105,9 +105,10 @@ def config(folder):
 
 
 def test_a_comment_with_a_double_hyphen_inside_builds(folder, write_issue):
-    """MJML's parser refused '--' inside an HTML comment, which HTML allows."""
+    """MJML's parser refused '--' inside an HTML comment, and '--->' as its end; HTML allows both."""
     rendered = render(
-        load_issue(write_issue("Before <!-- a -- b --> after\n\n<!-- note -- here -->\n")), config(folder)
+        load_issue(write_issue("Before <!-- a -- b --> after\n\n<!-- note -- here -->\n\n<!--- hidden - --->\n")),
+        config(folder),
     )
     assert "Before" in rendered.html and "after" in rendered.html
 
