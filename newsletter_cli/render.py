@@ -250,8 +250,17 @@ def _issue_line_of(issue: Issue, snippet: str) -> int | None:
     return None
 
 
+# A template's <mj-style> that starts with this comment stays in <style> only; so does MJML's own
+# paragraph rule then, which would otherwise be written into every <p>.
+NOT_INLINED = "/* newsletter: not inlined */"
+MJML_P_RESET = "p { display: block; margin: 13px 0; }"
+STYLE_ATTRIBUTE = re.compile(r'(\sstyle=")([^"]*)"')
+STYLE_GAP = re.compile(r"(?<=[;:])\s+|\s*;\s*$")
+
+
 def _inline_css(html: str) -> str:
-    """Inline the CSS, keeping @media rules, !important and MSO comments in <style> blocks."""
+    """Inline the CSS, keeping @media rules, !important, MSO comments and the template's
+    not-inlined block in <style> blocks; inline styles written as short as they can be."""
     from premailer import Premailer
 
     html = re.sub(
@@ -259,6 +268,9 @@ def _inline_css(html: str) -> str:
         lambda m: f'<style{m.group(1)} data-premailer="ignore">{m.group(2)}</style>',
         html,
     )
+    if (kept := html.find(NOT_INLINED)) >= 0:
+        html = html[:kept].replace(MJML_P_RESET, "") + html[kept:].replace(NOT_INLINED, NOT_INLINED + MJML_P_RESET, 1)
+        html = re.sub(r"<style([^>]*)>(\s*/\* newsletter: not inlined)", r'<style\1 data-premailer="ignore">\2', html)
     inlined = Premailer(
         html,
         allow_network=False,
@@ -269,6 +281,7 @@ def _inline_css(html: str) -> str:
         disable_validation=True,
     ).transform()
     inlined = inlined.replace(' data-premailer="ignore"', "")
+    inlined = STYLE_ATTRIBUTE.sub(lambda m: m.group(1) + STYLE_GAP.sub("", m.group(2)) + '"', inlined)
     if not inlined.lstrip().lower().startswith("<!doctype"):
         inlined = "<!doctype html>\n" + inlined
     return inlined

@@ -55,7 +55,9 @@ def test_premailer_keeps_important_media_queries_mso_comments_and_adds_no_attrib
     assert "@media (prefers-color-scheme: dark)" in style
     assert "background-color: #111418 !important" in style.replace("#111418!important", "#111418 !important")
     assert "<!--[if mso | IE]>" in html and "<!--[if mso]>" in html
-    assert re.search(r'<p style="[^"]*margin:0 0 16px', html), "content CSS is inlined"
+    assert re.search(r'<h1 id="[^"]*" style="font-size:28px;line-height:1.25;', html), "inlined, written short"
+    assert re.search(r'<a href="tel:[^"]*" class="nl-nowrap" style="white-space:nowrap;color:#0a5c63">', html)
+    assert re.search(r"<p>", html) and ".nl-content p { margin: 0 0 16px; }" in style, "spacing stays in <style>"
     assert not re.search(r'<(p|h1|a|div)\b[^>]*\b(width|bgcolor|align)="', html)
     assert '<meta name="color-scheme" content="light dark"' in html
 
@@ -175,6 +177,7 @@ def test_build_fills_from_the_first_subscriber_or_as_email(example):
 
 def open_email(browser, html_path: Path, width: int, scheme: str = "light"):
     page = browser.new_page(viewport={"width": width, "height": 800}, color_scheme=scheme)
+    page.route("**/*", lambda route: route.continue_() if route.request.url.startswith("file:") else route.abort())
     page.goto(html_path.as_uri())
     return page
 
@@ -307,3 +310,49 @@ def test_at_375_px_table_words_and_phone_numbers_never_break_in_the_middle(folde
     words = ["Mississauga", "Toronto", "Dermatology", "(905) 273-3045", "(416) 207-9090"]
     assert page.evaluate(WORD_LINES, words) == [1] * len(words)
     assert page.evaluate("document.documentElement.scrollWidth") <= 375
+
+
+LINK_HEAVY = REPO / "tests" / "corpus" / "twir" / "2024-11-20-this-week-in-rust.md"
+
+
+def test_a_40_kb_link_heavy_issue_comes_out_under_90_kb(folder):
+    """Each of its 370 links carried the same colour and underline rule: 104 KB, clipped by Gmail."""
+    assert LINK_HEAVY.stat().st_size > 40_000
+    html = rendered_for(folder, LINK_HEAVY).personalize(ROW).html
+    assert len(html.encode()) < 90 * 1024
+    assert html.count('style="color:#0a5c63"') > 300
+
+
+def inlined_everything(html: str) -> str:
+    """The same email with every rule of its <style> blocks inlined, as emails were before."""
+    from premailer import Premailer
+
+    fat = Premailer(html, allow_network=False, keep_style_tags=True, strip_important=False).transform()
+    return fat if fat.startswith("<!doctype") else "<!doctype html>\n" + fat  # not in quirks mode
+
+
+@pytest.mark.browser
+@pytest.mark.parametrize("issue", [EXAMPLE_ISSUE, LINK_HEAVY], ids=["example", "link-heavy"])
+def test_what_stays_in_style_blocks_looks_exactly_as_when_all_of_it_was_inlined(browser, folder, tmp_path, issue):
+    config = REPO / "newsletter.toml" if issue == EXAMPLE_ISSUE else folder / "newsletter.toml"
+    html = render(load_issue(issue), load_config(config, environ={})).personalize(ROW).html
+    lean, fat = tmp_path / "lean.html", tmp_path / "fat.html"
+    lean.write_text(html, encoding="utf-8")
+    fat.write_text(inlined_everything(html), encoding="utf-8")
+    assert fat.stat().st_size > lean.stat().st_size
+    for width in (375, 600):
+        for scheme in ("light", "dark"):
+            shots = [open_email(browser, path, width, scheme).screenshot(full_page=True) for path in (lean, fat)]
+            assert shots[0] == shots[1], f"{width} px, {scheme}"
+
+
+@pytest.mark.browser
+def test_a_client_that_drops_style_blocks_still_shows_link_colours_headings_and_quotes(browser, folder, tmp_path):
+    html = rendered_for(folder, LINK_HEAVY).personalize(ROW).html
+    bare = tmp_path / "bare.html"
+    bare.write_text(re.sub(r"<style[^>]*>.*?</style>", "", html, flags=re.S), encoding="utf-8")
+    page = open_email(browser, bare, 375)
+    style = "(css) => { const s = getComputedStyle(document.querySelector(css)); return [s.color, s.fontSize]; }"
+    assert page.evaluate(style, ".nl-content a") == ["rgb(10, 92, 99)", "16px"]
+    assert page.evaluate(style, ".nl-content h2") == ["rgb(31, 41, 51)", "22px"]
+    assert page.evaluate("getComputedStyle(document.querySelector('.nl-content a')).textDecorationLine") == "underline"
