@@ -215,9 +215,14 @@ def _attr(value: str) -> str:
     return html.escape(value, quote=True)
 
 
+# every table, a pasted one too, sits in a box that scrolls rather than widen the email
+TABLE_OPEN = re.compile(r"<table\b[^>]*>", re.I)
+TABLE_CLOSE = re.compile(r"</table\s*>", re.I)
+
+
 def _render_html(md: MarkdownIt, tokens: list[Token]) -> str:
     out = md.renderer.render(tokens, md.options, {})
-    return out.replace("<table>", '<div class="nl-table"><table>').replace("</table>", "</table></div>")
+    return TABLE_CLOSE.sub(r"\g<0></div>", TABLE_OPEN.sub(r'<div class="nl-table">\g<0>', out))
 
 
 # Void elements that libxml2's HTML parser does not know to be void: it would wrap all that

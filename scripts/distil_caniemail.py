@@ -2,7 +2,7 @@
 
 Run with the path to `data/caniemail.json` of the npm package `caniemail` (MIT):
     npm pack caniemail && tar xzf caniemail-*.tgz
-    python scripts/distil_caniemail.py package/data/caniemail.json > newsletter_cli/data/css_support.json
+    python scripts/distil_caniemail.py package/data/caniemail.json > newsletter_cli/data/client_support.json
 For each feature the check looks for, it keeps the major clients whose latest test says the
 feature is not supported ("n") or only partly ("a").
 """
@@ -13,7 +13,18 @@ import json
 import sys
 from pathlib import Path
 
-FEATURES = ("css-display-flex", "css-display-grid", "css-position", "css-background-image", "css-at-font-face")
+FEATURES = (
+    "css-display-flex",
+    "css-display-grid",
+    "css-position",
+    "css-background-image",
+    "css-at-font-face",
+    "css-transform",
+    "css-box-shadow",
+    "html-progress",
+    "html-meter",
+    "html-dialog",
+)
 MAJOR = {
     "gmail": ("desktop-webmail", "ios", "android"),
     "outlook": ("windows", "outlook-com", "macos"),

@@ -105,3 +105,33 @@ def test_no_issue_scrolls_sideways_at_375_px(config, browser):
             wide[f"{path.parent.name}/{path.name}"] = scroll
     page.close()
     assert wide == {}
+
+
+CLINIC_TABLE = (
+    "| Clinic | City | Phone | Hours |\n| --- | --- | --- | --- |\n"
+    "| Square One Dermatology | Mississauga | [(905) 273-3045](tel:+19052733045) | Monday to Friday, 9 to 5 |\n"
+)
+FOURTEEN_COLUMNS = "| " + " | ".join(f"column{i}" for i in range(14)) + " |\n|" + "---|" * 14 + "\n"
+PRICES = "| Service | Price |\n|---|---|\n| Consultation | $150 |\n| Follow-up visit | $90 |\n"
+LONG_URL = "| Name | Link |\n|---|---|\n| Docs | https://testnews.ca/a/very/long/path/that/never/breaks/at/all |\n"
+
+
+@pytest.mark.browser
+def test_table_wide_warns_of_exactly_the_tables_that_scroll_at_375_px(config, browser, tmp_path):
+    """Checked against Chromium: the corpus's tables and a few of our own."""
+    ours = []
+    for number, body in enumerate((CLINIC_TABLE, FOURTEEN_COLUMNS, LONG_URL, PRICES)):
+        ours.append(tmp_path / f"table{number}.md")
+        ours[-1].write_text(f"---\nsubject: Tables\n---\n{body}", encoding="utf-8")
+    page = browser.new_page(viewport={"width": 375, "height": 800})
+    page.route("**/*", lambda route: route.abort())
+    scrolling = []
+    for path in [*ISSUES, *ours]:
+        rendered, message = built(path, config)
+        page.set_content(message.html, wait_until="domcontentloaded")
+        boxes = page.evaluate("[...document.querySelectorAll('.nl-table')].map(b => b.scrollWidth > b.clientWidth)")
+        warned = [f for f in findings(load_issue(path), rendered, config)[0] if f.code == "table-wide"]
+        assert len(warned) == sum(boxes), path.name
+        scrolling += [path.name] * sum(boxes)
+    page.close()
+    assert scrolling.count("table1.md") == scrolling.count("table2.md") == 1 and "table3.md" not in scrolling

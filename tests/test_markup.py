@@ -125,3 +125,9 @@ def test_typographic_quotes_and_dashes_are_a_config_option(folder, write_issue):
     toml = folder / "newsletter.toml"
     toml.write_text(toml.read_text().replace('website = "', 'typographer = true\nwebsite = "', 1))
     assert "He said “hello” – then left." in render(load_issue(path), config(folder)).text
+
+
+def test_a_pasted_table_sits_in_the_scrolling_box_as_a_markdown_one_does():
+    document = convert('<TABLE style="width:900px"><tr><td>Wide</td></tr></TABLE>\n\n| a |\n|---|\n| 1 |\n', SITE)
+    html = document.sections[0]
+    assert html.count('<div class="nl-table"><table') == 2 and html.count("</table></div>") == 2

@@ -1,7 +1,7 @@
 """What `newsletter check` finds: the things that break an email before anyone receives it.
 
 Each rule module yields findings (``finding.Finding``) with a stable code; the README lists them:
-``source`` (the Markdown and front matter), ``css`` (what clients ignore), ``email`` (the email
+``source`` (the Markdown and front matter), ``clients`` (HTML and CSS clients drop), ``email`` (the email
 as sent), ``lists`` (the subscriber list), ``spam`` (SpamAssassin, on request).
 """
 
@@ -10,7 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from newsletter_cli import subscribers
-from newsletter_cli.check import css, email, lists, placeholders, source
+from newsletter_cli.check import clients, email, lists, placeholders, source
 from newsletter_cli.check.finding import ERROR, WARNING, Finding, findings_json
 from newsletter_cli.check.spam import spam
 from newsletter_cli.config import Config
@@ -58,8 +58,9 @@ def findings(
         *placeholders.issue(issue, file),
         *placeholders.config(config),
         *source.source(issue, file),
-        *css.css(issue.body, issue.body_line, file),
-        *css.templates(issue, config),
+        *clients.css(issue.body, issue.body_line, file),
+        *clients.elements(issue.body, issue.body_line, file),
+        *clients.templates(issue, config),
         *email.rendered(rendered, config, file, issue.body, issue.body_line),
         *(lists.merge_fields(rendered, config, path, columns, file, read_list) if columns is not None else ()),
     ]

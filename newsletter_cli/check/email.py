@@ -38,6 +38,7 @@ def rendered(rendered: Rendered, config: Config, file: str, body: str, body_line
         )
     yield from _contrast(document, body, body_line, file)
     yield from _markup_leaks(document, body, body_line, file)
+    yield from _wide_tables(document, body, body_line, file)
 
 
 CONTRAST_MIN = 4.5
@@ -160,3 +161,41 @@ def _markup_leaks(document: lxml.html.HtmlElement, body: str, body_line: int, fi
 def _line_in(body: str, snippet: str, body_line: int) -> int:
     index = body.find(snippet)
     return body_line + body.count("\n", 0, index) if index >= 0 else 1
+
+
+# A phone's 375 px less the card's padding; the table's text is 14 px, its cells padded 3 px a side
+PHONE_CONTENT_PX = 375 - 2 * 32
+CHAR_PX = 7.5
+CELL_PAD_PX = 6
+PIXELS = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(px)?\s*$")
+
+
+def table_width(table: lxml.html.HtmlElement) -> int:
+    """The narrowest a table can be, in px: its set width, or each column's longest word."""
+    for value in (_styles(table).get("width"), table.get("width")):
+        if value and (match := PIXELS.match(value)):
+            return int(float(match.group(1)))
+    widest: dict[int, int] = {}
+    for row in table.iter("tr"):
+        for column, cell in enumerate(c for c in row if c.tag in ("td", "th")):
+            words = [*cell.text_content().split(), *(n.text_content() for n in cell.find_class("nl-nowrap"))]
+            longest = max((len(word) for word in words), default=0)
+            widest[column] = max(widest.get(column, 0), round(longest * CHAR_PX) + CELL_PAD_PX)
+    return sum(widest.values())
+
+
+def _wide_tables(document: lxml.html.HtmlElement, body: str, body_line: int, file: str) -> Iterator[Finding]:
+    """A table wider than a phone: readers scroll it sideways inside its box."""
+    for box in document.find_class("nl-table"):
+        table = next(box.iter("table"), None)
+        if table is None or (width := table_width(table)) <= PHONE_CONTENT_PX:
+            continue
+        first = next((c.text_content().strip() for c in table.iter("td", "th") if c.text_content().strip()), "")
+        yield Finding(
+            file,
+            _line_in(body, first[:30], body_line) if first else 1,
+            WARNING,
+            "table-wide",
+            f"this table needs about {width} px; a phone shows {PHONE_CONTENT_PX}: readers scroll it sideways "
+            "inside its box (fewer columns, or a list, read better)",
+        )
