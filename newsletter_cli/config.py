@@ -6,6 +6,8 @@ each naming the key, the line, what was expected and what was found.
 
 from __future__ import annotations
 
+import base64
+import binascii
 import os
 import re
 import tomllib
@@ -20,6 +22,7 @@ from newsletter_cli.errors import ConfigError, display_path
 
 CONFIG_NAME = "newsletter.toml"
 DEFAULT_SENDGRID_HOST = "https://api.sendgrid.com"
+WEBHOOK_KEY_ENV = "SENDGRID_WEBHOOK_PUBLIC_KEY"
 EMAIL_RE = re.compile(r"^[^@\s<>,;\"]+@[^@\s<>,;\"]+\.[^@\s<>,;\"]+$")
 LANGUAGE_RE = re.compile(r"^[A-Za-z]{2,3}(-[A-Za-z0-9]{2,8})*$")
 LOOPBACK_HOSTS = {"localhost", "127.0.0.1", "::1"}
@@ -49,6 +52,11 @@ class Config:
     unsubscribe_mailto: str | None = None
     unsubscribe_list_id: str | None = None
     sendgrid_host: str = DEFAULT_SENDGRID_HOST
+    track_clicks: bool = False  # SendGrid rewrites every link through its own domain
+    track_opens: bool = False  # SendGrid adds a tracking pixel
+    events_path: str = "/sendgrid/events"
+    events_public_key: str | None = None  # the Event Webhook's verification key (base64 SPKI)
+    events_keep_client: bool = False  # keep an event's IP address and user agent
 
     @property
     def root(self) -> Path:
@@ -145,6 +153,27 @@ def _bool(value: Any) -> bool:
     return value
 
 
+def _path(value: Any) -> str:
+    if not isinstance(value, str) or not re.fullmatch(r"/[A-Za-z0-9._~/-]*", value):
+        raise ValueError("expected a URL path such as /sendgrid/events")
+    return value
+
+
+def _public_key(value: Any) -> str:
+    """SendGrid's verification key as its settings page shows it: base64 of a P-256 public key."""
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.hazmat.primitives.serialization import load_der_public_key
+
+    text = "".join(value.split()) if isinstance(value, str) else ""
+    try:
+        key = load_der_public_key(base64.b64decode(text, validate=True))
+    except (ValueError, binascii.Error):
+        raise ValueError("expected the Event Webhook's verification key as SendGrid shows it (base64)") from None
+    if not isinstance(key, ec.EllipticCurvePublicKey) or key.curve.name != "secp256r1":
+        raise ValueError("expected an ECDSA P-256 key, as SendGrid's signed Event Webhook uses")
+    return text
+
+
 def _phones(value: Any) -> tuple[tuple[str, str], ...]:
     if not isinstance(value, dict) or not all(isinstance(v, str) and re.search(r"\d", v) for v in value.values()):
         raise ValueError('expected a table of label = "phone number"')
@@ -174,6 +203,15 @@ SCHEMA: dict[str, dict[str, tuple[Checker, bool, str]]] = {
     },
     "sendgrid": {
         "host": (_url, False, "sendgrid_host"),
+    },
+    "tracking": {
+        "clicks": (_bool, False, "track_clicks"),
+        "opens": (_bool, False, "track_opens"),
+    },
+    "events": {
+        "path": (_path, False, "events_path"),
+        "public_key": (_public_key, False, "events_public_key"),
+        "keep_client": (_bool, False, "events_keep_client"),
     },
 }
 
@@ -218,6 +256,11 @@ def load_config(path: Path | None = None, environ: Mapping[str, str] | None = No
     host = environ.get("SENDGRID_API_HOST", "").strip()
     if host:
         values["sendgrid_host"] = host
+    if key := environ.get(WEBHOOK_KEY_ENV, "").strip():
+        try:
+            values["events_public_key"] = _public_key(key)
+        except ValueError as exc:
+            raise ConfigError(f"{WEBHOOK_KEY_ENV}: {exc}") from None
     return Config(path=path.resolve(), **values)
 
 

@@ -1,3 +1,4 @@
+import base64
 from pathlib import Path
 
 import pytest
@@ -64,7 +65,8 @@ def test_a_single_problem_is_one_line(tmp_path):
     with pytest.raises(ConfigError) as error:
         load_config(path, environ={})
     assert error.value.message == (
-        f"{path}:9: unknown section [extra] (expected one of [newsletter], [unsubscribe], [sendgrid])"
+        f"{path}:9: unknown section [extra] "
+        "(expected one of [newsletter], [unsubscribe], [sendgrid], [tracking], [events])"
     )
 
 
@@ -102,3 +104,21 @@ def test_no_config_anywhere_says_what_to_do(tmp_path):
 def test_the_api_key_is_not_a_config_key(tmp_path):
     with pytest.raises(ConfigError, match=r"\[sendgrid\] api_key: unknown key"):
         load_config(write(tmp_path, MINIMAL_CONFIG + '[sendgrid]\napi_key = "SG.x"\n'), environ={})
+
+
+def test_the_event_webhook_key_must_be_a_p256_key_and_the_environment_overrides_it(tmp_path):
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
+
+    def shown(curve: ec.EllipticCurve) -> str:  # as SendGrid's settings page shows a key
+        key = ec.generate_private_key(curve).public_key()
+        return base64.b64encode(key.public_bytes(Encoding.DER, PublicFormat.SubjectPublicKeyInfo)).decode()
+
+    good, other = shown(ec.SECP256R1()), shown(ec.SECP256R1())
+    path = write(tmp_path, MINIMAL_CONFIG + f'[events]\npublic_key = "{good}"\n')
+    assert load_config(path, environ={}).events_public_key == good
+    assert load_config(path, environ={"SENDGRID_WEBHOOK_PUBLIC_KEY": other}).events_public_key == other
+    for bad, expected in [("not base64!", "as SendGrid shows it"), (shown(ec.SECP384R1()), "P-256")]:
+        path.write_text(MINIMAL_CONFIG + f'[events]\npublic_key = "{bad}"\n')
+        with pytest.raises(ConfigError, match=expected):
+            load_config(path, environ={})

@@ -869,3 +869,27 @@ def test_a_stray_quote_stops_the_send_before_anything_leaves(runner, newsletter,
         "the file\n"
     )
     assert sendgrid.deliveries == []
+
+
+def test_every_request_says_what_sendgrid_may_track_and_nothing_is_tracked_by_default(runner, newsletter, sendgrid):
+    """Left out, the SendGrid account's defaults decide whether every link is rewritten."""
+    write_list(newsletter, 2)
+    assert send(runner, "--yes").exit_code == 0
+    [request] = [s for s in sendgrid.seen if s.path == "/v3/mail/send"]
+    assert request.body["tracking_settings"] == {
+        "click_tracking": {"enable": False, "enable_text": False},
+        "open_tracking": {"enable": False},
+        "subscription_tracking": {"enable": False},
+    }
+
+
+def test_tracking_is_what_the_config_asks_and_check_warns_of_click_tracking(runner, newsletter, sendgrid):
+    toml = newsletter / "newsletter.toml"
+    toml.write_text(toml.read_text() + "\n[tracking]\nclicks = true\nopens = true\n")
+    write_list(newsletter, 2)
+    checked = runner.invoke(cli, ["check", ISSUE])
+    assert "newsletter.toml:11: warning: click tracking is on" in checked.output
+    assert send(runner, "--yes").exit_code == 0
+    [request] = [s for s in sendgrid.seen if s.path == "/v3/mail/send"]
+    assert request.body["tracking_settings"]["click_tracking"] == {"enable": True, "enable_text": True}
+    assert request.body["tracking_settings"]["open_tracking"] == {"enable": True}

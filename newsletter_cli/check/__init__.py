@@ -62,6 +62,7 @@ def findings(
         *clients.elements(issue.body, issue.body_line, file),
         *clients.templates(issue, config),
         *email.rendered(rendered, config, file, issue.body, issue.body_line),
+        *email.tracking(config),
         *(lists.merge_fields(rendered, config, path, columns, file, read_list) if columns is not None else ()),
     ]
     return grouped(sorted(set(found), key=Finding.sort_key)), notes

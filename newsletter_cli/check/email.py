@@ -11,7 +11,8 @@ import lxml.html
 from newsletter_cli import unsubscribe
 from newsletter_cli.check.finding import ERROR, WARNING, Finding
 from newsletter_cli.check.source import outside_code
-from newsletter_cli.config import Config
+from newsletter_cli.config import Config, key_line
+from newsletter_cli.errors import display_path
 from newsletter_cli.render import GMAIL_CLIP_BYTES, SAMPLE_EMAIL, WARN_BYTES, Rendered
 
 
@@ -199,3 +200,21 @@ def _wide_tables(document: lxml.html.HtmlElement, body: str, body_line: int, fil
             f"this table needs about {width} px; a phone shows {PHONE_CONTENT_PX}: readers scroll it sideways "
             "inside its box (fewer columns, or a list, read better)",
         )
+
+
+def tracking(config: Config) -> Iterator[Finding]:
+    """What SendGrid is told to track; off unless the config says so."""
+    if not config.track_clicks:
+        return
+    try:
+        line = key_line(config.path.read_text(encoding="utf-8"), "tracking", "clicks") or 1
+    except OSError:
+        line = 1
+    yield Finding(
+        display_path(config.path),
+        line,
+        WARNING,
+        "tracking-clicks",
+        "click tracking is on: SendGrid rewrites every link, the unsubscribe link too, through its own "
+        "domain and records who clicked which link (for a clinic, health topics per patient)",
+    )

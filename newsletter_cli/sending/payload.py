@@ -38,10 +38,16 @@ def envelope(config: Config, rendered: Rendered, send_at: dt.datetime | None = N
     }
     if config.reply_to:
         body["reply_to"] = {"email": config.reply_to}
+    # explicit, so that the SendGrid account's defaults never decide what is tracked
+    tracking: dict[str, Any] = {
+        "click_tracking": {"enable": config.track_clicks, "enable_text": config.track_clicks},
+        "open_tracking": {"enable": config.track_opens},
+    }
+    body["tracking_settings"] = tracking
     if config.unsubscribe_group_id is not None:
         body["asm"] = {"group_id": config.unsubscribe_group_id}
     else:  # our own link and headers; SendGrid must not add its own
-        body["tracking_settings"] = {"subscription_tracking": {"enable": False}}
+        tracking["subscription_tracking"] = {"enable": False}
         body["headers"] = dict(unsubscribe.ONE_CLICK_HEADER)  # with each recipient's List-Unsubscribe
     if send_at:
         body["send_at"] = int(send_at.timestamp())
