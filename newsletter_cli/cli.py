@@ -318,36 +318,60 @@ def unsubscribes_sync(config_path: Path | None) -> None:
     click.echo(f"Learned {total} new suppression{'s' * (total != 1)} from SendGrid ({detail})")
 
 
-@cli.command("serve-unsubscribe")
-@click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
-@click.option("--port", default=8026, show_default=True, type=int)
-@config_option
-def serve_unsubscribe(host: str, port: int, config_path: Path | None) -> None:
-    """Run the one-click unsubscribe endpoint for [unsubscribe] url (needs NEWSLETTER_SECRET).
-
-    For production, point any WSGI server at newsletter_cli.web.unsubscribe:app instead
-    (settings from NEWSLETTER_CONFIG, NEWSLETTER_SECRET and SENDGRID_API_KEY).
-
-    \b
-    Example:
-        NEWSLETTER_SECRET=... newsletter serve-unsubscribe --port 8026
-    """
+def _serve(host: str, port: int, config_path: Path | None) -> None:
     from newsletter_cli.web.server import make_server
-    from newsletter_cli.web.unsubscribe import app_from_environment
+    from newsletter_cli.web.site import app_from_environment
 
     environ = dict(os.environ)
     if config_path:
         environ["NEWSLETTER_CONFIG"] = str(config_path)
-    endpoint = app_from_environment(environ)
-    server = make_server(host, port, endpoint)
-    click.echo(f"Serving unsubscribes on http://{host}:{server.server_port}/ (Ctrl-C to stop)")
+    site = app_from_environment(environ)
+    server = make_server(host, port, site)
+    base = f"http://{host}:{server.server_port}"
+    click.echo(f"Serving unsubscribes on {base}/ (Ctrl-C to stop)")
+    if site.events.verifier is not None:
+        click.echo(f"SendGrid's Event Webhook: POST {base}{site.events_path}")
+    else:
+        click.echo("SendGrid's events are refused: set [events] public_key or SENDGRID_WEBHOOK_PUBLIC_KEY to take them")
     try:
         server.serve_forever()
     except KeyboardInterrupt:
         click.echo("Stopped.")
     finally:
-        endpoint.close()
+        site.close()
         server.server_close()
+
+
+@cli.command()
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
+@click.option("--port", default=8026, show_default=True, type=int)
+@config_option
+def serve(host: str, port: int, config_path: Path | None) -> None:
+    """Run the one-click unsubscribe endpoint for [unsubscribe] url (needs NEWSLETTER_SECRET) and
+    SendGrid's signed Event Webhook at [events] path (default /sendgrid/events).
+
+    For production, point any WSGI server at newsletter_cli.web.site:app instead (settings from
+    NEWSLETTER_CONFIG, NEWSLETTER_SECRET, SENDGRID_API_KEY and SENDGRID_WEBHOOK_PUBLIC_KEY).
+
+    \b
+    Example:
+        NEWSLETTER_SECRET=... newsletter serve --port 8026
+    """
+    _serve(host, port, config_path)
+
+
+@cli.command("serve-unsubscribe")
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
+@click.option("--port", default=8026, show_default=True, type=int)
+@config_option
+def serve_unsubscribe(host: str, port: int, config_path: Path | None) -> None:
+    """The same as `newsletter serve` (its older name).
+
+    \b
+    Example:
+        NEWSLETTER_SECRET=... newsletter serve-unsubscribe --port 8026
+    """
+    _serve(host, port, config_path)
 
 
 def _already(count: int, extra: str = "") -> str:
@@ -632,7 +656,12 @@ def status(issue: Path, as_json: bool, state: str | None, config_path: Path | No
     for batch in result["uncertain_batches"]:
         click.echo(
             f"Uncertain batch {batch['batch']} ({batch['recipients']:,} recipients): perhaps delivered, "
-            f"perhaps not ({batch['error']})"
+            f"perhaps not ({batch['error']}); {batch['advice']}"
+        )
+    for batch in result["settled_batches"]:
+        click.echo(
+            f"Batch {batch['batch']} ({batch['recipients']:,} recipients) was uncertain; SendGrid took it: "
+            f"{batch['settled_by']} came"
         )
 
 

@@ -160,3 +160,27 @@ def interrupt(process: subprocess.Popen) -> tuple[str, str]:
     """Press Ctrl-C and collect what the process printed."""
     process.send_signal(signal.SIGINT)
     return process.communicate(timeout=30)
+
+
+SEND_SECRET = "a-test-secret-of-enough-length"
+
+
+@pytest.fixture
+def runner():
+    from click.testing import CliRunner
+
+    return CliRunner()
+
+
+@pytest.fixture
+def newsletter(folder, write_issue, sendgrid, monkeypatch):
+    """A folder with an issue that uses a merge field, and the loopback SendGrid (retries after
+    10 ms, a lost answer noticed after 2 s)."""
+    monkeypatch.setenv("NEWSLETTER_SECRET", SEND_SECRET)
+    monkeypatch.setenv("NEWSLETTER_RETRY_BACKOFF", "0.01")
+    monkeypatch.setenv("NEWSLETTER_HTTP_TIMEOUT", "2")
+    write_issue(
+        'Hi {{ subscriber.first_name | default("friend") }}!\n',
+        front='subject: "News for {{ subscriber.first_name | default(\\"you\\") }}"',
+    )
+    return folder

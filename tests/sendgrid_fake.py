@@ -71,6 +71,7 @@ class Delivery:
     html: str
     headers: dict[str, str]
     message_id: str
+    custom_args: dict[str, str] = field(default_factory=dict)  # SendGrid puts them in every event
 
 
 @dataclass
@@ -240,6 +241,7 @@ class FakeSendGrid:
                     html=apply(contents.get("text/html", "")),
                     headers={**body.get("headers", {}), **entry.get("headers", {})},
                     message_id=message_id,
+                    custom_args={**body.get("custom_args", {}), **entry.get("custom_args", {})},
                 )
             )
         with self.lock:

@@ -10,7 +10,6 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
-from click.testing import CliRunner
 
 from newsletter_cli.cli import cli
 from newsletter_cli.config import load_config
@@ -20,30 +19,11 @@ from newsletter_cli.sending.reader import ListReader
 from newsletter_cli.store import SendLock, Store, Suppression
 from newsletter_cli.web.unsubscribe import Endpoint
 
+from .conftest import SEND_SECRET as SECRET
 from .conftest import interrupt, newsletter_process
 from .sendgrid_fake import Fault, accepted_then_dropped, html_page, rate_limited, slow_answer
 
-SECRET = "a-test-secret-of-enough-length"
 ISSUE = "issues/test.md"
-
-
-@pytest.fixture
-def runner():
-    return CliRunner()
-
-
-@pytest.fixture
-def newsletter(folder, write_issue, sendgrid, monkeypatch):
-    """A folder with an issue that uses a merge field, and the loopback SendGrid (retries after
-    10 ms, a lost answer noticed after 2 s)."""
-    monkeypatch.setenv("NEWSLETTER_SECRET", SECRET)
-    monkeypatch.setenv("NEWSLETTER_RETRY_BACKOFF", "0.01")
-    monkeypatch.setenv("NEWSLETTER_HTTP_TIMEOUT", "2")
-    write_issue(
-        'Hi {{ subscriber.first_name | default("friend") }}!\n',
-        front='subject: "News for {{ subscriber.first_name | default(\\"you\\") }}"',
-    )
-    return folder
 
 
 def write_list(folder: Path, count: int, extra: str = "") -> list[str]:

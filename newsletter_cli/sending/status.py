@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
+import datetime as dt
 from collections.abc import Iterator
 from typing import Any
 
 from newsletter_cli.config import Config
 from newsletter_cli.sending.sender import SendError, lock_path
-from newsletter_cli.store import DB_NAME, Store, lock_held
+from newsletter_cli.store import DB_NAME, Store, events, lock_held
 from newsletter_cli.store.journal import FAILED, IN_FLIGHT, PENDING, SENT, UNCERTAIN, Journal
 
+QUIET = dt.timedelta(hours=24)  # SendGrid's events for an accepted batch come well within this
 
-def status(config: Config, slug: str) -> dict[str, Any]:
+
+def status(config: Config, slug: str, now: dt.datetime | None = None) -> dict[str, Any]:
     """The seven counts (integers), then the time of the last batch and the failed batches.
 
     sent + pending + failed + uncertain + suppressed + invalid + duplicate + unsubscribed = rows +
@@ -46,11 +49,40 @@ def status(config: Config, slug: str) -> dict[str, Any]:
                 {"batch": b.id, "recipients": b.size, "error": b.error} for b in journal.batches_with(FAILED)
             ],
             "uncertain_batches": [
-                {"batch": b.id, "recipients": b.size, "error": b.error or "in flight when a send stopped"}
+                {
+                    "batch": b.id,
+                    "recipients": b.size,
+                    "error": b.error or "in flight when a send stopped",
+                    "advice": _advice(store, slug, b.id, now),
+                }
                 for b in journal.batches_with(UNCERTAIN) + ([] if running else journal.batches_with(IN_FLIGHT))
+            ],
+            "settled_batches": [
+                {"batch": b.batch, "recipients": b.size, "settled_by": b.how}
+                for b in events.settled_batches(store, slug)
             ],
         }
     return result
+
+
+def _advice(store: Store, slug: str, batch: int, now: dt.datetime | None) -> str:
+    """What SendGrid's events say of an uncertain batch: it settles as sent at its first event;
+    their absence means something only when events arrive for the issue's other batches."""
+    if not events.has_events(store, slug):
+        return (
+            "no SendGrid events have arrived for this issue, so there is no telling: with the Event "
+            "Webhook pointed at 'newsletter serve', an event settles it"
+        )
+    started = dt.datetime.fromisoformat(events.batch_started(store, slug, batch))
+    if (now or dt.datetime.now(dt.UTC)) - started >= QUIET:
+        return (
+            "no event for any of its recipients in 24 hours, while events for the other batches "
+            "arrived: SendGrid probably never took it, and --resend-uncertain is probably safe"
+        )
+    return (
+        f"no event for its recipients yet; if none comes by {(started + QUIET).isoformat(timespec='minutes')}, "
+        "--resend-uncertain is probably safe"
+    )
 
 
 def addresses(config: Config, slug: str, state: str) -> Iterator[str]:

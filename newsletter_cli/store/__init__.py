@@ -4,6 +4,8 @@ issue at a time. All SQL lives in this package.
 - ``database``: the SQLite file (WAL, versioned schema and migrations), suppressions, and the
   unsubscribes SendGrid has yet to learn; every SQLite failure as one line.
 - ``journal``: who has been sent an issue, who waits, and every batch's fate.
+- ``events``: SendGrid's webhook events, each recorded once, the suppressions they call for, the
+  uncertain batches they settle, and each issue's figures.
 - ``lock``: the send lock, held by SQLite itself, so it works wherever Python does and dies
   with the process that held it.
 """

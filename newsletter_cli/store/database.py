@@ -93,6 +93,29 @@ MIGRATIONS: tuple[str, ...] = (
     """,
     # rows a platform's export marks as not subscribed, skipped by the latest run
     "ALTER TABLE sends ADD COLUMN unsubscribed INTEGER NOT NULL DEFAULT 0;",
+    # SendGrid's Event Webhook (store/events.py), how an uncertain batch was settled by it, and
+    # the batch id of a scheduled send (to cancel it)
+    """
+    CREATE TABLE events (
+        id TEXT PRIMARY KEY,                     -- sg_event_id: a replayed event is stored once
+        slug TEXT,                               -- the newsletter_issue custom arg; NULL: not ours
+        email TEXT NOT NULL,                     -- lower-cased
+        event TEXT NOT NULL,
+        kind TEXT,                               -- bounce: type; dropped: reason; click: url
+        classification TEXT,                     -- bounce: bounce_classification
+        machine INTEGER NOT NULL DEFAULT 0,      -- sg_machine_open: an open by a machine
+        grp INTEGER,                             -- asm_group_id of a group (un)subscribe
+        at INTEGER NOT NULL,                     -- SendGrid's unix time
+        message_id TEXT,
+        client TEXT,                             -- IP and user agent, only with [events] keep_client
+        received_at TEXT NOT NULL
+    ) WITHOUT ROWID;
+    CREATE INDEX events_by_issue ON events (slug, event, email);
+    ALTER TABLE batches ADD COLUMN settled TEXT; -- the event that showed an uncertain batch accepted
+    ALTER TABLE sends ADD COLUMN schedule_batch TEXT; -- SendGrid's batch id of a scheduled send
+    ALTER TABLE sends ADD COLUMN send_at TEXT;
+    ALTER TABLE sends ADD COLUMN cancelled_at TEXT;
+    """,
 )
 
 

@@ -2,7 +2,9 @@
 
 - ``livereload``: a live-reloading site around a build callable, that only its own page can drive.
 - ``preview``: `newsletter preview`'s pages: the email at two widths, light and dark, plain text.
-- ``unsubscribe``: the one-click unsubscribe endpoint (`newsletter serve-unsubscribe`).
+- ``unsubscribe``: the one-click unsubscribe endpoint.
+- ``events``: SendGrid's signed Event Webhook.
+- ``site``: `newsletter serve`, the two above as one app.
 - ``templates/``: their pages, as autoescaped Jinja files.
 """
 

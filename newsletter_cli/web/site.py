@@ -1,0 +1,46 @@
+"""`newsletter serve`: one WSGI app for what SendGrid and readers reach on the internet. The
+Event Webhook's path (``[events] path``) takes SendGrid's events; every other path is the
+unsubscribe endpoint, as `serve-unsubscribe` always served it.
+
+``newsletter_cli.web.site:app`` for any WSGI server (configured from the environment, as the
+unsubscribe endpoint is)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from newsletter_cli.web.events import EventsEndpoint
+from newsletter_cli.web.unsubscribe import Endpoint, Environ, StartResponse
+from newsletter_cli.web.unsubscribe import app_from_environment as unsubscribe_from_environment
+
+
+class Site:
+    def __init__(self, unsubscribe: Endpoint, log: Any = None):
+        self.unsubscribe = unsubscribe
+        self.events = EventsEndpoint(unsubscribe.config, log or unsubscribe.log)
+        self.events_path = unsubscribe.config.events_path
+
+    def close(self) -> None:
+        self.unsubscribe.close()
+
+    def __call__(self, environ: Environ, start_response: StartResponse) -> list[bytes]:
+        if environ.get("PATH_INFO", "/").rstrip("/") == self.events_path.rstrip("/"):
+            return self.events(environ, start_response)
+        return self.unsubscribe(environ, start_response)
+
+
+def app_from_environment(environ: Mapping[str, str] | None = None) -> Site:
+    """The unsubscribe endpoint's settings, and the webhook key from the config or
+    SENDGRID_WEBHOOK_PUBLIC_KEY."""
+    return Site(unsubscribe_from_environment(environ))
+
+
+def app(environ: Environ, start_response: StartResponse) -> list[bytes]:
+    global _app
+    if _app is None:
+        _app = app_from_environment()
+    return _app(environ, start_response)
+
+
+_app: Site | None = None

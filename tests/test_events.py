@@ -1,0 +1,351 @@
+"""SendGrid's Event Webhook: signatures checked on the raw body by the official verifier, each
+event stored once, the suppressions it calls for, and the uncertain batches it settles."""
+
+from __future__ import annotations
+
+import base64
+import datetime as dt
+import io
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+import urllib.error
+import urllib.request
+from collections import Counter
+from pathlib import Path
+
+import pytest
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
+
+from newsletter_cli.cli import cli
+from newsletter_cli.config import Config, load_config
+from newsletter_cli.events.rules import Event, suppression
+from newsletter_cli.events.webhook import Refused, Verifier, parse
+from newsletter_cli.sending.status import status as send_status
+from newsletter_cli.store import Store
+from newsletter_cli.web.server import make_server
+from newsletter_cli.web.site import Site
+from newsletter_cli.web.unsubscribe import Endpoint
+
+from .sendgrid_fake import accepted_then_dropped
+from .test_send import ISSUE, send, start_send, status, wait_for, write_list
+
+FIXTURES = Path(__file__).parent / "fixtures"
+VECTOR = json.loads((FIXTURES / "sendgrid_event_webhook_vector.json").read_text())
+SECRET = b"a-test-secret-of-enough-length"
+
+
+class Signer:
+    """SendGrid's side: a P-256 key, its public half shown as SendGrid shows it."""
+
+    def __init__(self) -> None:
+        self.key = ec.generate_private_key(ec.SECP256R1())
+        der = self.key.public_key().public_bytes(Encoding.DER, PublicFormat.SubjectPublicKeyInfo)
+        self.public = base64.b64encode(der).decode()
+
+    def headers(self, body: bytes, timestamp: str | None = None) -> dict[str, str]:
+        timestamp = timestamp or str(int(time.time()))
+        signature = self.key.sign(timestamp.encode() + body, ec.ECDSA(hashes.SHA256()))
+        return {
+            "X-Twilio-Email-Event-Webhook-Signature": base64.b64encode(signature).decode(),
+            "X-Twilio-Email-Event-Webhook-Timestamp": timestamp,
+        }
+
+
+def test_sendgrids_own_test_vector_verifies_on_the_raw_body_and_nowhere_else():
+    body = (FIXTURES / VECTOR["body_file"]).read_bytes()
+    assert body.endswith(b"\r\n")
+    verifier = Verifier(VECTOR["public_key"])
+    text = verifier.verify(body, VECTOR["signature"], VECTOR["timestamp"])
+    [event] = parse(text).events
+    assert (event.email, event.event, event.kind) == ("hello@world.com", "dropped", "Bounced Address")
+    reserialised = json.dumps(json.loads(body)).encode()
+    for wrong in [
+        (reserialised, VECTOR["signature"], VECTOR["timestamp"]),
+        (body.rstrip(), VECTOR["signature"], VECTOR["timestamp"]),
+        (body, VECTOR["signature"], str(int(VECTOR["timestamp"]) + 1)),
+    ]:
+        with pytest.raises(Refused) as refused:
+            verifier.verify(*wrong)
+        assert refused.value.status == 403
+    with pytest.raises(Refused) as refused:
+        Verifier(VECTOR["other_public_key"]).verify(body, VECTOR["signature"], VECTOR["timestamp"])
+    assert refused.value.status == 403
+
+
+def event(name: str, **fields: object) -> Event:
+    return Event(id="e1", email="ann@testnews.ca", event=name, at=1, issue="test", **fields)  # type: ignore[arg-type]
+
+
+# (event, fields, suppression reason or None) -- one row per rule of events/rules.py
+RULES = [
+    ("bounce", {"kind": "bounce", "classification": "Invalid Address"}, "bounced"),
+    ("bounce", {"kind": "bounce", "classification": "Mailbox Unavailable"}, "bounced"),
+    ("bounce", {"kind": "bounce"}, "bounced"),
+    ("bounce", {"kind": "blocked", "classification": "Reputation"}, None),
+    ("bounce", {"kind": "bounce", "classification": "Reputation"}, None),
+    ("bounce", {"kind": "bounce", "classification": "Content"}, None),
+    ("bounce", {"kind": "bounce", "classification": "Technical Failure"}, None),
+    ("bounce", {"kind": "bounce", "classification": "Frequency or Volume Too High"}, None),
+    ("dropped", {"kind": "Bounced Address"}, "bounced"),
+    ("dropped", {"kind": "Spam Reporting Address"}, "spam_report"),
+    ("dropped", {"kind": "Unsubscribed Address"}, "unsubscribed"),
+    ("dropped", {"kind": "Invalid"}, "invalid"),
+    ("dropped", {"kind": "Spam Content (if spam checker app enabled)"}, None),
+    ("spamreport", {}, "spam_report"),
+    ("unsubscribe", {}, "unsubscribed"),
+    ("group_unsubscribe", {"group": 42}, "unsubscribed"),
+    ("group_unsubscribe", {"group": 7}, None),
+    ("group_resubscribe", {"group": 42}, None),
+    ("deferred", {}, None),
+    ("delivered", {}, None),
+    ("open", {}, None),
+    ("click", {"kind": "https://testnews.ca/"}, None),
+]
+
+
+@pytest.mark.parametrize(("name", "fields", "reason"), RULES, ids=[f"{r[0]}-{i}" for i, r in enumerate(RULES)])
+def test_each_suppression_rule(name, fields, reason):
+    assert suppression(event(name, **fields), group_id=42) == reason
+
+
+def test_a_group_unsubscribe_counts_only_for_our_group():
+    assert suppression(event("group_unsubscribe", group=42), group_id=None) is None
+
+
+@pytest.fixture
+def served(folder, monkeypatch):
+    """`newsletter serve`'s app on a real loopback server, with a webhook key."""
+    signer = Signer()
+    toml = folder / "newsletter.toml"
+    toml.write_text(toml.read_text() + f'\n[events]\npublic_key = "{signer.public}"\n')
+    config = load_config(toml, environ={})
+    log = io.StringIO()
+    site = Site(Endpoint(config, SECRET), log=log)
+    server = make_server("127.0.0.1", 0, site)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield Served(f"http://127.0.0.1:{server.server_port}", signer, config, log)
+    server.shutdown()
+    server.server_close()
+
+
+class Served:
+    def __init__(self, url: str, signer: Signer, config: Config, log: io.StringIO):
+        self.url, self.signer, self.config, self._log = url, signer, config, log
+
+    @property
+    def log(self) -> str:
+        return self._log.getvalue()
+
+    def post(self, body: bytes, headers: dict[str, str] | None = None, path: str = "/sendgrid/events"):
+        headers = self.signer.headers(body) if headers is None else headers
+        request = urllib.request.Request(self.url + path, data=body, headers=headers, method="POST")
+        try:
+            with urllib.request.urlopen(request, timeout=10) as answer:
+                return answer.status, json.loads(answer.read())
+        except urllib.error.HTTPError as error:
+            return error.code, json.loads(error.read() or b"{}")
+
+    def suppressions(self) -> dict[str, str]:
+        with Store.for_folder(self.config.state_dir) as store:
+            return {s.email: s.reason for s in store.suppressions()}
+
+
+def sendgrid_events(*events: dict) -> bytes:
+    """A POST body as SendGrid writes one: compact JSON, then CRLF."""
+    return json.dumps(list(events), separators=(",", ":")).encode() + b"\r\n"
+
+
+def sg(name: str, email: str, number: int, **fields: object) -> dict:
+    return {"email": email, "event": name, "sg_event_id": f"ev-{number}", "timestamp": 1764580000 + number, **fields}
+
+
+def test_signed_events_become_suppressions_and_a_replay_changes_nothing(served):
+    body = sendgrid_events(
+        sg("bounce", "Hard@Testnews.ca", 1, type="bounce", bounce_classification="Invalid Address"),
+        sg("bounce", "soft@testnews.ca", 2, type="bounce", bounce_classification="Technical Failure"),
+        sg("spamreport", "angry@testnews.ca", 3),
+        sg("delivered", "fine@testnews.ca", 4),
+    )
+    assert served.post(body) == (
+        200,
+        {"stored": 4, "duplicates": 0, "skipped": 0, "suppressed": 2, "settled_batches": 0},
+    )
+    assert served.suppressions() == {"hard@testnews.ca": "bounced", "angry@testnews.ca": "spam_report"}
+    assert served.post(body)[1] == {"stored": 0, "duplicates": 4, "skipped": 0, "suppressed": 0, "settled_batches": 0}
+
+
+def test_bad_input_gets_a_4xx_and_changes_nothing(served):
+    body = sendgrid_events(sg("spamreport", "angry@testnews.ca", 1))
+    good = served.signer.headers(body)
+    forged = Signer().headers(body)
+    cases = [
+        (body, {}, 401),
+        (body, {**good, "X-Twilio-Email-Event-Webhook-Signature": "not base64!!"}, 400),
+        (body, forged, 403),
+        (body.replace(b"angry", b"happy"), good, 403),
+        (b'{"event": "spamreport"}', None, 400),
+        (b"not json", None, 400),
+        (b"\xff\xfe", None, 400),
+    ]
+    for data, headers, expected in cases:
+        assert served.post(data, headers)[0] == expected, (data, headers)
+    assert served.suppressions() == {}
+    assert "newsletter: refused a POST of events: the signature does not match the body\n" in served.log
+
+
+def test_an_unreadable_event_is_skipped_with_its_reason_and_the_others_stored(served):
+    body = sendgrid_events(sg("spamreport", "angry@testnews.ca", 1), {"event": "bounce", "email": "x@testnews.ca"})
+    status, answer = served.post(body)
+    assert status == 200 and answer["stored"] == 1 and answer["skipped"] == 1
+    assert "newsletter: skipped one of SendGrid's events, event 2: no sg_event_id\n" in served.log
+
+
+def test_no_ip_or_user_agent_is_kept_unless_configured(served):
+    served.post(sendgrid_events(sg("open", "ann@testnews.ca", 1, ip="203.0.113.9", useragent="Mozilla/5.0")))
+    with Store.for_folder(served.config.state_dir) as store:
+        assert store.db.execute("SELECT client FROM events").fetchall() == [(None,)]
+    assert parse(sendgrid_events(sg("open", "a@testnews.ca", 2, ip="203.0.113.9")).decode(), True).events[0].client
+
+
+def test_a_resubscribe_never_lifts_a_suppression_and_is_logged(served):
+    served.post(sendgrid_events(sg("unsubscribe", "ann@testnews.ca", 1)))
+    served.post(sendgrid_events(sg("group_resubscribe", "ann@testnews.ca", 2, asm_group_id=5)))
+    assert served.suppressions() == {"ann@testnews.ca": "unsubscribed"}
+    assert "ann@testnews.ca resubscribed to SendGrid group 5; a suppression here is lifted only by hand" in served.log
+
+
+def test_without_a_key_events_are_refused_and_unsubscribes_still_served(folder):
+    config = load_config(folder / "newsletter.toml", environ={})
+    site = Site(Endpoint(config, SECRET))
+    statuses: list[str] = []
+    environ = {"REQUEST_METHOD": "POST", "PATH_INFO": "/sendgrid/events", "CONTENT_LENGTH": "2"}
+    site({**environ, "wsgi.input": io.BytesIO(b"[]")}, lambda status, headers: statuses.append(status))
+    site(
+        {"REQUEST_METHOD": "GET", "PATH_INFO": "/unsubscribe", "QUERY_STRING": "token=x"},
+        lambda s, h: statuses.append(s),
+    )
+    assert statuses == ["404 Not Found", "400 Bad Request"]
+
+
+# --- events and the send journal ------------------------------------------------------------
+
+
+def processed(delivery, number: int) -> dict:
+    """The event SendGrid sends once it has taken a recipient's message, custom args included."""
+    return sg("processed", delivery.email, number, sg_message_id=delivery.message_id, **delivery.custom_args)
+
+
+@pytest.fixture
+def webhook(newsletter):
+    """The newsletter folder's own `newsletter serve` app, called in process, with a webhook key."""
+    signer = Signer()
+    toml = newsletter / "newsletter.toml"
+    toml.write_text(toml.read_text() + f'\n[events]\npublic_key = "{signer.public}"\n')
+    site = Site(Endpoint(load_config(toml, environ={}), SECRET), log=io.StringIO())
+
+    def post(*events: dict) -> dict:
+        body = sendgrid_events(*events)
+        environ = {"REQUEST_METHOD": "POST", "PATH_INFO": "/sendgrid/events", "CONTENT_LENGTH": str(len(body))}
+        for name, value in signer.headers(body).items():
+            environ["HTTP_" + name.upper().replace("-", "_")] = value
+        statuses: list[str] = []
+        answer = site({**environ, "wsgi.input": io.BytesIO(body)}, lambda s, h: statuses.append(s))
+        assert statuses == ["200 OK"]
+        return json.loads(b"".join(answer))
+
+    return post
+
+
+def test_an_event_for_a_recipient_of_an_uncertain_batch_settles_it_as_sent(runner, newsletter, sendgrid, webhook):
+    write_list(newsletter, 30)
+    sendgrid.fail_next(accepted_then_dropped())
+    assert send(runner, "--yes", "--batch-size", "10", "--concurrency", "1").exit_code == 1
+    before = status(runner)
+    assert before["uncertain"] == 10
+    assert "no SendGrid events have arrived for this issue" in before["uncertain_batches"][0]["advice"]
+    first_batch = [d for d in sendgrid.deliveries if d.message_id == "msg-1"]
+    assert webhook(processed(first_batch[3], 1))["settled_batches"] == 1
+    after = status(runner)
+    assert (after["sent"], after["uncertain"], after["pending"]) == (30, 0, 0)
+    assert after["settled_batches"] == [
+        {"batch": 1, "recipients": 10, "settled_by": f"a processed event for {first_batch[3].email}"}
+    ]
+    printed = runner.invoke(cli, ["status", ISSUE]).output
+    assert f"Batch 1 (10 recipients) was uncertain; SendGrid took it: a processed event for {first_batch[3].email}" in (
+        printed
+    )
+
+
+def test_after_24_quiet_hours_while_other_batches_had_events_a_resend_is_probably_safe(
+    runner, newsletter, sendgrid, webhook
+):
+    write_list(newsletter, 20)
+    sendgrid.fail_next(accepted_then_dropped())
+    assert send(runner, "--yes", "--batch-size", "10", "--concurrency", "1").exit_code == 1
+    webhook(*[processed(d, n) for n, d in enumerate(sendgrid.deliveries) if d.message_id == "msg-2"])
+    config = load_config(newsletter / "newsletter.toml", environ={})
+    soon = send_status(config, "test")["uncertain_batches"][0]["advice"]
+    later = send_status(config, "test", now=dt.datetime.now(dt.UTC) + dt.timedelta(hours=25))
+    assert soon.startswith("no event for its recipients yet; if none comes by ")
+    assert later["uncertain_batches"][0]["advice"] == (
+        "no event for any of its recipients in 24 hours, while events for the other batches arrived: SendGrid "
+        "probably never took it, and --resend-uncertain is probably safe"
+    )
+
+
+def test_kill_9_mid_send_then_signed_events_settle_the_batch_it_left_uncertain(runner, newsletter, sendgrid, webhook):
+    write_list(newsletter, 200)
+    sendgrid.delay = 2.0  # the first request is taken, and answered too late for the killed process
+    command = [
+        sys.executable,
+        "-m",
+        "newsletter_cli",
+        "send",
+        ISSUE,
+        "--yes",
+        "--batch-size",
+        "100",
+        "--concurrency",
+        "1",
+    ]
+    process = subprocess.Popen(command, cwd=newsletter, start_new_session=True, stdout=subprocess.DEVNULL)
+    wait_for(lambda: any(s.path == "/v3/mail/send" for s in sendgrid.seen))
+    os.killpg(process.pid, signal.SIGKILL)  # the send and the workers it started
+    process.wait(timeout=10)
+    sendgrid.delay = 0
+    assert send(runner, "--yes").exit_code == 1, "the batch in flight at the kill is uncertain"
+    wait_for(lambda: len(sendgrid.deliveries) == 200)  # SendGrid did take it
+    assert status(runner)["uncertain"] == 100
+    uncertain = set(runner.invoke(cli, ["status", ISSUE, "--addresses", "uncertain"]).output.split())
+    taken = [d for d in sendgrid.deliveries if d.email in uncertain]
+    assert len(taken) == 100
+    assert webhook(*[processed(d, n) for n, d in enumerate(taken)])["settled_batches"] == 1
+    after = status(runner)
+    assert (after["sent"], after["uncertain"], after["pending"]) == (200, 0, 0)
+    assert max(Counter(d.email for d in sendgrid.deliveries).values()) == 1
+
+
+def test_bounces_and_spam_reports_posted_during_a_send_stop_its_later_batches(runner, newsletter, sendgrid, webhook):
+    emails = write_list(newsletter, 2000)
+    sendgrid.keep_content = False
+    sendgrid.delay = 0.02
+    process = start_send(newsletter, "--batch-size", "100", "--concurrency", "1", "--no-sync")
+    wait_for(lambda: sendgrid.batches >= 3)
+    bouncing, reporting = emails[-150:-50], emails[-50:]
+    webhook(
+        *[sg("bounce", e, n, type="bounce", bounce_classification="Invalid Address") for n, e in enumerate(bouncing)],
+        *[sg("spamreport", e, 1000 + n) for n, e in enumerate(reporting)],
+    )
+    out, err = process.communicate(timeout=120)
+    assert process.returncode == 0, out + err
+    counts = status(runner)
+    assert counts["suppressed"] == 150 and counts["sent"] == 1850
+    assert not set(bouncing + reporting) & {d.email for d in sendgrid.deliveries}
