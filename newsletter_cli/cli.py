@@ -665,6 +665,35 @@ def status(issue: Path, as_json: bool, state: str | None, config_path: Path | No
         )
 
 
+@cli.command()
+@click.argument("issue", type=ISSUE_PATH)
+@click.option("--json", "as_json", is_flag=True, help="Print the figures as JSON.")
+@click.option("--html", "as_html", is_flag=True, help="Also write build/<slug>-stats.html, with a chart.")
+@config_option
+def stats(issue: Path, as_json: bool, as_html: bool, config_path: Path | None) -> None:
+    """What became of an issue after SendGrid took it: delivered, bounced, opened, clicked...
+
+    From the events SendGrid's Event Webhook posted to `newsletter serve`; each figure counts
+    recipients, with its share of those delivered.
+
+    \b
+    Example:
+        newsletter stats issues/2022-12-baby-botox.md --html
+    """
+    from newsletter_cli.events.stats import lines, stats, write_page
+
+    config = _config(config_path)
+    result = stats(config, issue.stem)
+    if as_json:
+        click.echo(json.dumps(result.as_json()))
+    else:
+        for line in lines(result):
+            click.echo(line)
+    if as_html:
+        path = write_page(result, config, config.root / "build")
+        click.echo(f"Wrote {display_path(path)}", err=as_json)
+
+
 @cli.command("preview")
 @click.argument("issue", type=ISSUE_PATH)
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")

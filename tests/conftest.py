@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import base64
+import io
+import json
 import os
 import shutil
 import signal
 import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -184,3 +188,63 @@ def newsletter(folder, write_issue, sendgrid, monkeypatch):
         front='subject: "News for {{ subscriber.first_name | default(\\"you\\") }}"',
     )
     return folder
+
+
+# --- SendGrid's Event Webhook, as SendGrid signs it ---------------------------------------------
+
+
+class Signer:
+    """SendGrid's side: a P-256 key, its public half shown as SendGrid shows it."""
+
+    def __init__(self) -> None:
+        from cryptography.hazmat.primitives.asymmetric import ec
+        from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
+
+        self.key = ec.generate_private_key(ec.SECP256R1())
+        der = self.key.public_key().public_bytes(Encoding.DER, PublicFormat.SubjectPublicKeyInfo)
+        self.public = base64.b64encode(der).decode()
+
+    def headers(self, body: bytes, timestamp: str | None = None) -> dict[str, str]:
+        from cryptography.hazmat.primitives import hashes
+        from cryptography.hazmat.primitives.asymmetric import ec
+
+        timestamp = timestamp or str(int(time.time()))
+        signature = self.key.sign(timestamp.encode() + body, ec.ECDSA(hashes.SHA256()))
+        return {
+            "X-Twilio-Email-Event-Webhook-Signature": base64.b64encode(signature).decode(),
+            "X-Twilio-Email-Event-Webhook-Timestamp": timestamp,
+        }
+
+
+def sendgrid_events(*events: dict) -> bytes:
+    """A POST body as SendGrid writes one: compact JSON, then CRLF."""
+    return json.dumps(list(events), separators=(",", ":")).encode() + b"\r\n"
+
+
+def sg(name: str, email: str, number: int, **fields: object) -> dict:
+    return {"email": email, "event": name, "sg_event_id": f"ev-{number}", "timestamp": 1764580000 + number, **fields}
+
+
+@pytest.fixture
+def webhook(newsletter):
+    """The newsletter folder's own `newsletter serve` app, called in process, with a webhook key."""
+    signer = Signer()
+    toml = newsletter / "newsletter.toml"
+    toml.write_text(toml.read_text() + f'\n[events]\npublic_key = "{signer.public}"\n')
+    from newsletter_cli.config import load_config
+    from newsletter_cli.web.site import Site
+    from newsletter_cli.web.unsubscribe import Endpoint
+
+    site = Site(Endpoint(load_config(toml, environ={}), SEND_SECRET.encode()), log=io.StringIO())
+
+    def post(*events: dict) -> dict:
+        body = sendgrid_events(*events)
+        environ = {"REQUEST_METHOD": "POST", "PATH_INFO": "/sendgrid/events", "CONTENT_LENGTH": str(len(body))}
+        for name, value in signer.headers(body).items():
+            environ["HTTP_" + name.upper().replace("-", "_")] = value
+        statuses: list[str] = []
+        answer = site({**environ, "wsgi.input": io.BytesIO(body)}, lambda s, h: statuses.append(s))
+        assert statuses == ["200 OK"]
+        return json.loads(b"".join(answer))
+
+    return post

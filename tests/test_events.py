@@ -3,7 +3,6 @@ event stored once, the suppressions it calls for, and the uncertain batches it s
 
 from __future__ import annotations
 
-import base64
 import datetime as dt
 import io
 import json
@@ -12,16 +11,12 @@ import signal
 import subprocess
 import sys
 import threading
-import time
 import urllib.error
 import urllib.request
 from collections import Counter
 from pathlib import Path
 
 import pytest
-from cryptography.hazmat.primitives import hashes
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
 from newsletter_cli.cli import cli
 from newsletter_cli.config import Config, load_config
@@ -33,29 +28,13 @@ from newsletter_cli.web.server import make_server
 from newsletter_cli.web.site import Site
 from newsletter_cli.web.unsubscribe import Endpoint
 
+from .conftest import Signer, sendgrid_events, sg
 from .sendgrid_fake import accepted_then_dropped
 from .test_send import ISSUE, send, start_send, status, wait_for, write_list
 
 FIXTURES = Path(__file__).parent / "fixtures"
 VECTOR = json.loads((FIXTURES / "sendgrid_event_webhook_vector.json").read_text())
 SECRET = b"a-test-secret-of-enough-length"
-
-
-class Signer:
-    """SendGrid's side: a P-256 key, its public half shown as SendGrid shows it."""
-
-    def __init__(self) -> None:
-        self.key = ec.generate_private_key(ec.SECP256R1())
-        der = self.key.public_key().public_bytes(Encoding.DER, PublicFormat.SubjectPublicKeyInfo)
-        self.public = base64.b64encode(der).decode()
-
-    def headers(self, body: bytes, timestamp: str | None = None) -> dict[str, str]:
-        timestamp = timestamp or str(int(time.time()))
-        signature = self.key.sign(timestamp.encode() + body, ec.ECDSA(hashes.SHA256()))
-        return {
-            "X-Twilio-Email-Event-Webhook-Signature": base64.b64encode(signature).decode(),
-            "X-Twilio-Email-Event-Webhook-Timestamp": timestamp,
-        }
 
 
 def test_sendgrids_own_test_vector_verifies_on_the_raw_body_and_nowhere_else():
@@ -158,15 +137,6 @@ class Served:
             return {s.email: s.reason for s in store.suppressions()}
 
 
-def sendgrid_events(*events: dict) -> bytes:
-    """A POST body as SendGrid writes one: compact JSON, then CRLF."""
-    return json.dumps(list(events), separators=(",", ":")).encode() + b"\r\n"
-
-
-def sg(name: str, email: str, number: int, **fields: object) -> dict:
-    return {"email": email, "event": name, "sg_event_id": f"ev-{number}", "timestamp": 1764580000 + number, **fields}
-
-
 def test_signed_events_become_suppressions_and_a_replay_changes_nothing(served):
     body = sendgrid_events(
         sg("bounce", "Hard@Testnews.ca", 1, type="bounce", bounce_classification="Invalid Address"),
@@ -241,27 +211,6 @@ def test_without_a_key_events_are_refused_and_unsubscribes_still_served(folder):
 def processed(delivery, number: int) -> dict:
     """The event SendGrid sends once it has taken a recipient's message, custom args included."""
     return sg("processed", delivery.email, number, sg_message_id=delivery.message_id, **delivery.custom_args)
-
-
-@pytest.fixture
-def webhook(newsletter):
-    """The newsletter folder's own `newsletter serve` app, called in process, with a webhook key."""
-    signer = Signer()
-    toml = newsletter / "newsletter.toml"
-    toml.write_text(toml.read_text() + f'\n[events]\npublic_key = "{signer.public}"\n')
-    site = Site(Endpoint(load_config(toml, environ={}), SECRET), log=io.StringIO())
-
-    def post(*events: dict) -> dict:
-        body = sendgrid_events(*events)
-        environ = {"REQUEST_METHOD": "POST", "PATH_INFO": "/sendgrid/events", "CONTENT_LENGTH": str(len(body))}
-        for name, value in signer.headers(body).items():
-            environ["HTTP_" + name.upper().replace("-", "_")] = value
-        statuses: list[str] = []
-        answer = site({**environ, "wsgi.input": io.BytesIO(body)}, lambda s, h: statuses.append(s))
-        assert statuses == ["200 OK"]
-        return json.loads(b"".join(answer))
-
-    return post
 
 
 def test_an_event_for_a_recipient_of_an_uncertain_batch_settles_it_as_sent(runner, newsletter, sendgrid, webhook):

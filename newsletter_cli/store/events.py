@@ -130,6 +130,10 @@ def timeline(store: Store, slug: str, names: Iterable[str]) -> dict[str, list[in
     }
 
 
+def last_event_at(store: Store, slug: str) -> int | None:
+    return store.db.execute("SELECT max(at) FROM events WHERE slug = ?", (slug,)).fetchone()[0]
+
+
 def has_events(store: Store, slug: str) -> bool:
     return store.db.execute("SELECT 1 FROM events WHERE slug = ? LIMIT 1", (slug,)).fetchone() is not None
 
