@@ -479,6 +479,14 @@ def send(
                 raise SystemExit(1)
         outcome = _run_with_progress(sender, plan)
     line, code = _report(outcome, issue, again)
+    if plan.send_at and outcome.sent and code == 0:
+        from newsletter_cli.sending.cancel import deadline
+
+        until = deadline(plan.send_at).astimezone().isoformat(timespec="minutes")
+        line = (
+            f"Scheduled {outcome.sent:,} recipients for {plan.send_at.isoformat(timespec='minutes')}: nothing goes "
+            f"out before then, and 'newsletter cancel {issue}' calls it off until {until}."
+        )
     if outcome.error is not None:
         raise SendError(f"{outcome.error.message}. Sending stopped; {line}")
     click.echo(line)
@@ -638,8 +646,10 @@ def status(issue: Path, as_json: bool, state: str | None, config_path: Path | No
         click.echo(json.dumps(result))
         return
     rows = f" of {result['rows']:,} rows in the list" if result["rows"] is not None else ""
+    scheduled = f"{result['scheduled']:,} scheduled, " if result["scheduled"] else ""
     click.echo(
-        f"{issue.stem}: {result['sent']:,} sent, {result['pending']:,} pending, {result['failed']:,} failed, "
+        f"{issue.stem}: {scheduled}{result['sent']:,} sent, {result['pending']:,} pending, "
+        f"{result['failed']:,} failed, "
         f"{result['uncertain']:,} uncertain; skipped {result['suppressed']:,} suppressed, "
         f"{result['invalid']:,} invalid, {result['duplicate']:,} duplicate"
         + (f", {result['unsubscribed']:,} unsubscribed (the list says so)" if result["unsubscribed"] else "")
@@ -649,6 +659,13 @@ def status(issue: Path, as_json: bool, state: str | None, config_path: Path | No
         click.echo(f"{result['not_on_list']:,} of those are not on the list the last send read (an earlier list).")
     if result["running"]:
         click.echo(f"A send is running: {result['in_flight']:,} in flight.")
+    if result["scheduled_at"]:
+        click.echo(
+            f"Scheduled for {result['scheduled_at']}: SendGrid sends it then; 'newsletter cancel {issue}' calls it "
+            f"off until {result['cancel_until']}."
+        )
+    elif result["cancelled_at"]:
+        click.echo(f"A scheduled send was cancelled at {result['cancelled_at']}.")
     if result["last_batch_at"]:
         click.echo(f"Last batch: {result['last_batch_at']}")
     for batch in result["failed_batches"]:
@@ -692,6 +709,29 @@ def stats(issue: Path, as_json: bool, as_html: bool, config_path: Path | None) -
     if as_html:
         path = write_page(result, config, config.root / "build")
         click.echo(f"Wrote {display_path(path)}", err=as_json)
+
+
+@cli.command()
+@click.argument("issue", type=ISSUE_PATH)
+@click.option("--force", is_flag=True, help="Try even within 10 minutes of the send time.")
+@config_option
+def cancel(issue: Path, force: bool, config_path: Path | None) -> None:
+    """Call off a send scheduled with --at, before SendGrid sends it.
+
+    Everyone it would have reached is pending again: send again, now or with a new --at.
+
+    \b
+    Example:
+        SENDGRID_API_KEY=... newsletter cancel issues/2022-12-baby-botox.md
+    """
+    from newsletter_cli.sending.cancel import cancel as cancel_send
+
+    done = cancel_send(_config(config_path), issue.stem, force)
+    shown = done.send_at.astimezone().isoformat(timespec="minutes")
+    click.echo(
+        f"Cancelled the send scheduled for {shown}; {done.pending:,} recipients are pending again: "
+        f"'newsletter send {issue}' sends them (add --at to schedule again)."
+    )
 
 
 @cli.command("preview")

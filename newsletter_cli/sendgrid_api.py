@@ -9,6 +9,7 @@ formats every request body into a debug message even when nothing is logged (the
 
 from __future__ import annotations
 
+import contextlib
 import http.client
 import json
 import logging
@@ -237,6 +238,31 @@ class SendGrid:
         if not message_id:
             raise Uncertain(f"{self.host} answered 202 to POST /v3/mail/send but without SendGrid's X-Message-Id")
         return message_id
+
+    # --- scheduled sends -----------------------------------------------------------------------
+
+    def create_batch(self) -> str:
+        """POST /v3/mail/batch: a batch id for the requests of one scheduled send (to cancel it).
+        Asking twice only leaves an unused id, so a lost answer is asked again."""
+        answer = self.request("POST", "mail/batch")
+        found = self._json("POST", "mail/batch", answer)
+        if not isinstance(found, dict) or not isinstance(found.get("batch_id"), str) or not found["batch_id"]:
+            raise NotSendGrid(f"{self.host} answered POST /v3/mail/batch without a batch_id", answer.status)
+        return found["batch_id"]
+
+    def cancel_scheduled(self, batch_id: str) -> str:
+        """Ask SendGrid to cancel a scheduled send, then read back what it holds for the batch:
+        returns "cancel" only when SendGrid says so (its answer to the first call may be lost,
+        and a second cancel is refused as a duplicate)."""
+        with contextlib.suppress(Uncertain, SendGridError):
+            self.request(
+                "POST", "user/scheduled_sends", body={"batch_id": batch_id, "status": "cancel"}, idempotent=False
+            )
+        path = f"user/scheduled_sends/{batch_id}"
+        found = self._json("GET", path, self.request("GET", path))
+        if not isinstance(found, list):
+            raise NotSendGrid(f"{self.host} answered GET /v3/{path} with JSON that is not SendGrid's list")
+        return next((str(entry.get("status")) for entry in found if entry.get("batch_id") == batch_id), "")
 
     # --- suppressions ------------------------------------------------------------------------
 

@@ -27,7 +27,10 @@ from jsonschema import Draft202012Validator
 from referencing import Registry, Resource
 from referencing.jsonschema import DRAFT202012
 
-CONTRACT = Path(__file__).parent / "sendgrid_contract" / "sendgrid_v3_contract.json"
+CONTRACTS = [
+    Path(__file__).parent / "sendgrid_contract" / name
+    for name in ("sendgrid_v3_contract.json", "twilio_tsg_scheduled_sends_v3.json")
+]
 BASE = "urn:sendgrid-contract"
 API_KEY = "SG.test-key-for-the-loopback-server"
 
@@ -72,6 +75,7 @@ class Delivery:
     headers: dict[str, str]
     message_id: str
     custom_args: dict[str, str] = field(default_factory=dict)  # SendGrid puts them in every event
+    batch_id: str | None = None  # a scheduled send's: cancelling it cancels this copy
 
 
 @dataclass
@@ -84,35 +88,40 @@ class Seen:
 
 
 class Contract:
-    def __init__(self, document: dict[str, Any]):
-        self.document = document
-        resource = Resource.from_contents(document, default_specification=DRAFT202012)
-        self.registry = Registry().with_resource(BASE, resource)
-        self.routes = []
-        for template, operations in document["paths"].items():
-            pattern = re.sub(r"\{[^}]+\}", r"[^/]+", template)
-            self.routes.append((re.compile(f"^{pattern}$"), template, operations))
+    """SendGrid's OpenAPI documents: each request must match an operation of one of them."""
 
-    def operation(self, method: str, path: str) -> tuple[str, dict[str, Any]]:
-        matches = [(t, ops) for rx, t, ops in self.routes if rx.match(path) and method.lower() in ops]
+    def __init__(self, *documents: dict[str, Any]):
+        self.registry = Registry()
+        self.routes = []
+        for number, document in enumerate(documents):
+            base = f"{BASE}-{number}"
+            resource = Resource.from_contents(document, default_specification=DRAFT202012)
+            self.registry = self.registry.with_resource(base, resource)
+            for template, operations in document["paths"].items():
+                pattern = re.sub(r"\{[^}]+\}", r"[^/]+", template)
+                self.routes.append((re.compile(f"^{pattern}$"), template, operations, document, base))
+
+    def operation(self, method: str, path: str) -> tuple[str, dict[str, Any], dict[str, Any], str]:
+        matches = [(t, ops, d, b) for rx, t, ops, d, b in self.routes if rx.match(path) and method.lower() in ops]
         if not matches:
             raise ContractViolation(f"{method} {path} is not in SendGrid's API")
         # a literal segment beats a template one ("/global" over "/{email}")
-        template, ops = min(matches, key=lambda m: m[0].count("{"))
-        return template, ops[method.lower()]
+        template, ops, document, base = min(matches, key=lambda m: m[0].count("{"))
+        return template, ops[method.lower()], document, base
 
-    def validator(self, pointer: str) -> Draft202012Validator:
-        return Draft202012Validator({"$ref": f"{BASE}#{pointer}"}, registry=self.registry)
+    def validator(self, base: str, pointer: str) -> Draft202012Validator:
+        return Draft202012Validator({"$ref": f"{base}#{pointer}"}, registry=self.registry)
 
     def check(self, method: str, path: str, query: dict[str, list[str]], headers: dict[str, str], body: Any) -> None:
-        template, op = self.operation(method, path)
+        template, op, document, base = self.operation(method, path)
         if not headers.get("authorization", "").startswith("Bearer "):
             raise ContractViolation("no Bearer authorization header")
         escaped = template.replace("~", "~0").replace("/", "~1")
+        parameters = document.get("components", {}).get("parameters", {})
         for index, param in enumerate(op.get("parameters", [])):
             if "$ref" in param:
                 name = param["$ref"].rsplit("/", 1)[-1]
-                param = self.document["components"]["parameters"][name]
+                param = parameters[name]
                 pointer = f"/components/parameters/{name}/schema"
             else:
                 pointer = f"/paths/{escaped}/{method.lower()}/parameters/{index}/schema"
@@ -120,13 +129,11 @@ class Contract:
                 continue
             raw = query[param["name"]][0]
             value: Any = int(raw) if re.fullmatch(r"-?\d+", raw) else raw
-            errors = list(self.validator(pointer).iter_errors(value))
+            errors = list(self.validator(base, pointer).iter_errors(value))
             if errors:
                 raise ContractViolation(f"query {param['name']}={raw}: {errors[0].message}")
         known = {p.get("name") for p in op.get("parameters", []) if "name" in p} | {
-            self.document["components"]["parameters"][p["$ref"].rsplit("/", 1)[-1]]["name"]
-            for p in op.get("parameters", [])
-            if "$ref" in p
+            parameters[p["$ref"].rsplit("/", 1)[-1]]["name"] for p in op.get("parameters", []) if "$ref" in p
         }
         unknown = set(query) - known
         if unknown:
@@ -141,7 +148,7 @@ class Contract:
             pointer = f"/components/requestBodies/{name}/content/application~1json/schema"
         else:
             pointer = f"/paths/{escaped}/{method.lower()}/requestBody/content/application~1json/schema"
-        errors = sorted(self.validator(pointer).iter_errors(body), key=lambda e: list(e.path))
+        errors = sorted(self.validator(base, pointer).iter_errors(body), key=lambda e: list(e.path))
         if errors:
             where = "/".join(str(p) for p in errors[0].path)
             raise ContractViolation(f"body {where}: {errors[0].message}")
@@ -162,7 +169,7 @@ class FakeSendGrid:
     """State and script of the stand-in; ``url`` is what SENDGRID_API_HOST should be."""
 
     def __init__(self) -> None:
-        self.contract = Contract(json.loads(CONTRACT.read_text()))
+        self.contract = Contract(*(json.loads(path.read_text()) for path in CONTRACTS))
         self.lists: dict[str, list[dict[str, Any]]] = {
             "unsubscribes": [],
             "bounces": [],
@@ -171,6 +178,7 @@ class FakeSendGrid:
         }
         self.groups: dict[str, list[str]] = {}
         self.global_added: list[str] = []
+        self.mail_batches: dict[str, str] = {}  # batch id -> "" (scheduled) or "cancel" / "pause"
         self.deliveries: list[Delivery] = []
         self.keep_content = True  # False: deliveries keep no subject/text/html (large lists)
         self.delay = 0.0  # seconds before answering a mail send
@@ -214,13 +222,35 @@ class FakeSendGrid:
             return 200, self.groups.get(group.group(1), []), {}
         if method == "POST" and path == "/v3/mail/send":
             return self._accept_mail(body)
+        if method == "POST" and path == "/v3/mail/batch":
+            with self.lock:
+                batch_id = f"batch{len(self.mail_batches) + 1}-AbCdEf"
+                self.mail_batches[batch_id] = ""
+            return 201, {"batch_id": batch_id}, {}
+        if method == "POST" and path == "/v3/user/scheduled_sends":
+            with self.lock:
+                if self.mail_batches.get(body["batch_id"]) != "":
+                    return 400, {"errors": [{"field": "batch_id", "message": "already has a status, or unknown"}]}, {}
+                self.mail_batches[body["batch_id"]] = body["status"]
+            return 201, body, {}
+        scheduled = re.fullmatch(r"/v3/user/scheduled_sends/([^/]+)", path)
+        if method == "GET" and scheduled:
+            status = self.mail_batches.get(scheduled.group(1))
+            return 200, [{"batch_id": scheduled.group(1), "status": status}] if status else [], {}
         if method == "POST" and path == "/v3/asm/suppressions/global":
             with self.lock:
                 self.global_added.extend(body["recipient_emails"])
             return 201, body, {}
         raise ContractViolation(f"the stand-in does not serve {method} {path}")
 
+    def mailed(self) -> list[Delivery]:
+        """The copies that reach people: not those of a scheduled send that was cancelled."""
+        with self.lock:
+            return [d for d in self.deliveries if not d.batch_id or self.mail_batches.get(d.batch_id) != "cancel"]
+
     def _accept_mail(self, body: dict[str, Any]) -> tuple[int, Any, dict[str, str]]:
+        if body.get("batch_id") is not None and body["batch_id"] not in self.mail_batches:
+            return 400, {"errors": [{"field": "batch_id", "message": "invalid batch id"}]}, {}
         if self.delay:
             time.sleep(self.delay)
         with self.lock:
@@ -242,6 +272,7 @@ class FakeSendGrid:
                     headers={**body.get("headers", {}), **entry.get("headers", {})},
                     message_id=message_id,
                     custom_args={**body.get("custom_args", {}), **entry.get("custom_args", {})},
+                    batch_id=body.get("batch_id"),
                 )
             )
         with self.lock:

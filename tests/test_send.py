@@ -259,11 +259,100 @@ def test_suppressed_and_unsubscribed_addresses_receive_nothing(runner, newslette
 
 
 def test_schedule_with_at(runner, newsletter, sendgrid):
-    write_list(newsletter, 1)
+    """Every request of a scheduled send carries one SendGrid batch id, which can cancel them all."""
+    write_list(newsletter, 5)
     when = (dt.datetime.now() + dt.timedelta(hours=2)).replace(microsecond=0)
+    result = send(runner, "--yes", "--at", when.isoformat(), "--batch-size", "2")
+    assert result.exit_code == 0, result.output
+    shown = when.astimezone().isoformat(timespec="minutes")
+    until = (when - dt.timedelta(minutes=10)).astimezone().isoformat(timespec="minutes")
+    assert result.output.splitlines()[-1] == (
+        f"Scheduled 5 recipients for {when.astimezone().isoformat(timespec='minutes')}: nothing goes out before then, "
+        f"and 'newsletter cancel {ISSUE}' calls it off until {until}."
+    )
+    requests = [s for s in sendgrid.seen if s.path == "/v3/mail/send"]
+    assert len(requests) == 3 and {r.body["send_at"] for r in requests} == {int(when.timestamp())}
+    assert {r.body["batch_id"] for r in requests} == set(sendgrid.mail_batches)
+    counts = status(runner)
+    assert (counts["sent"], counts["scheduled"], counts["scheduled_at"], counts["cancel_until"]) == (0, 5, shown, until)
+    printed = runner.invoke(cli, ["status", ISSUE]).output
+    assert printed.startswith("test: 5 scheduled, 0 sent, 0 pending")
+    assert (
+        f"Scheduled for {shown}: SendGrid sends it then; 'newsletter cancel {ISSUE}' calls it off until {until}."
+        in (printed)
+    )
+
+
+def test_a_resumed_scheduled_send_keeps_its_batch_id_and_its_time(runner, newsletter, sendgrid):
+    write_list(newsletter, 4)
+    when = (dt.datetime.now() + dt.timedelta(hours=2)).replace(microsecond=0).isoformat()
+    assert send(runner, "--yes", "--at", when, "--limit", "2").exit_code == 0
+    later = (dt.datetime.now() + dt.timedelta(hours=3)).replace(microsecond=0).isoformat()
+    for args in (["--at", later], []):
+        refused = send(runner, "--yes", *args)
+        assert refused.exit_code == 1 and "this issue is already scheduled for " in refused.output
+        assert f"or first 'newsletter cancel {ISSUE}'" in refused.output
+    assert send(runner, "--yes", "--at", when).exit_code == 0
+    requests = [s for s in sendgrid.seen if s.path == "/v3/mail/send"]
+    assert len(sendgrid.mail_batches) == 1 and len({r.body["batch_id"] for r in requests}) == 1
+    assert status(runner)["scheduled"] == 4
+
+
+def scheduled(runner, newsletter, sendgrid, hours: float = 2) -> dt.datetime:
+    write_list(newsletter, 3)
+    when = (dt.datetime.now() + dt.timedelta(hours=hours)).replace(microsecond=0).astimezone()
     assert send(runner, "--yes", "--at", when.isoformat()).exit_code == 0
-    [request] = [s for s in sendgrid.seen if s.path == "/v3/mail/send"]
-    assert request.body["send_at"] == int(when.timestamp())
+    return when
+
+
+def test_cancel_calls_off_a_scheduled_send_and_everyone_is_pending_again(runner, newsletter, sendgrid):
+    when = scheduled(runner, newsletter, sendgrid)
+    result = runner.invoke(cli, ["cancel", ISSUE])
+    assert result.exit_code == 0, result.output
+    assert result.output == (
+        f"Cancelled the send scheduled for {when.isoformat(timespec='minutes')}; 3 recipients are pending again: "
+        f"'newsletter send {ISSUE}' sends them (add --at to schedule again).\n"
+    )
+    assert list(sendgrid.mail_batches.values()) == ["cancel"] and sendgrid.mailed() == []
+    counts = status(runner)
+    assert (counts["sent"], counts["scheduled"], counts["pending"]) == (0, 0, 3) and counts["cancelled_at"]
+    parts = ("sent", "scheduled", "pending", "failed", "uncertain", "suppressed", "invalid", "duplicate")
+    assert sum(counts[k] for k in parts) + counts["unsubscribed"] == counts["rows"] == 3
+    assert send(runner, "--yes").exit_code == 0
+    assert sorted(d.email for d in sendgrid.mailed()) == [f"user{i}@example.com" for i in range(3)]
+    assert runner.invoke(cli, ["cancel", ISSUE]).output == "Error: test has no scheduled send to cancel\n"
+
+
+def test_cancel_counts_only_what_sendgrid_confirms(runner, newsletter, sendgrid):
+    scheduled(runner, newsletter, sendgrid)
+    sendgrid.fail_next(accepted_then_dropped("/user/scheduled_sends"))  # its answer lost: read back
+    assert runner.invoke(cli, ["cancel", ISSUE]).exit_code == 0
+    assert status(runner)["pending"] == 3
+
+    (newsletter / "issues" / "next.md").write_text("---\nsubject: Next\n---\nHello\n")
+    when = (dt.datetime.now() + dt.timedelta(hours=2)).isoformat()
+    assert runner.invoke(cli, ["send", "issues/next.md", "--yes", "--at", when]).exit_code == 0
+    refused = {"errors": [{"field": None, "message": "max cancellations reached"}]}
+    sendgrid.fail_next(Fault(400, body=refused, path="/user/scheduled_sends"))
+    result = runner.invoke(cli, ["cancel", "issues/next.md"])
+    assert result.exit_code == 1
+    assert "Error: SendGrid did not confirm the cancel (it holds no status for batch " in result.output
+    assert "the send may still go out at" in result.output
+    next_counts = json.loads(runner.invoke(cli, ["status", "issues/next.md", "--json"]).output)
+    assert next_counts["scheduled"] == 3 and next_counts["pending"] == 0
+
+
+def test_within_10_minutes_of_its_time_a_cancel_needs_force(runner, newsletter, sendgrid, monkeypatch):
+    from newsletter_cli.sending.cancel import cancel
+
+    when = scheduled(runner, newsletter, sendgrid, hours=1)
+    config = load_config(newsletter / "newsletter.toml")  # SENDGRID_API_HOST: the stand-in
+    close = when - dt.timedelta(minutes=5)
+    with pytest.raises(NewsletterError, match="within 10 minutes of its time SendGrid does not promise to cancel"):
+        cancel(config, "test", now=close)
+    with pytest.raises(NewsletterError, match="which has passed: SendGrid has sent it"):
+        cancel(config, "test", now=when + dt.timedelta(minutes=1))
+    assert cancel(config, "test", force=True, now=close).pending == 3
 
 
 def test_at_must_be_ahead_and_within_72_hours():
@@ -471,7 +560,17 @@ def assert_the_journal_tells_the_truth(runner, sendgrid, emails: list[str]) -> d
     assert sent <= set(received), "recorded as sent but never delivered"
     assert set(received) <= sent | uncertain, "delivered but recorded as neither sent nor uncertain"
     counts = status(runner)
-    parts = ("sent", "pending", "failed", "uncertain", "suppressed", "invalid", "duplicate", "unsubscribed")
+    parts = (
+        "sent",
+        "scheduled",
+        "pending",
+        "failed",
+        "uncertain",
+        "suppressed",
+        "invalid",
+        "duplicate",
+        "unsubscribed",
+    )
     assert sum(counts[k] for k in parts) == counts["rows"] + counts["not_on_list"] == len(emails)
     return counts
 

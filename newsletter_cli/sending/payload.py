@@ -24,8 +24,11 @@ def category(slug: str) -> str:
     return re.sub(r"[^\x20-\x7e]", "-", slug)[:255] or "newsletter"
 
 
-def envelope(config: Config, rendered: Rendered, send_at: dt.datetime | None = None) -> dict[str, Any]:
-    """What every request of a send shares: one html and one text content."""
+def envelope(
+    config: Config, rendered: Rendered, send_at: dt.datetime | None = None, batch_id: str | None = None
+) -> dict[str, Any]:
+    """What every request of a send shares: one html and one text content; a scheduled send's
+    time and SendGrid batch id (which cancels them all at once)."""
     body: dict[str, Any] = {
         "from": {"email": config.from_email, "name": config.from_name},
         "subject": rendered.subject,
@@ -51,6 +54,8 @@ def envelope(config: Config, rendered: Rendered, send_at: dt.datetime | None = N
         body["headers"] = dict(unsubscribe.ONE_CLICK_HEADER)  # with each recipient's List-Unsubscribe
     if send_at:
         body["send_at"] = int(send_at.timestamp())
+    if batch_id:
+        body["batch_id"] = batch_id
     return body
 
 

@@ -156,6 +156,7 @@ class Sender:
         self.rendered: Rendered | None = None  # set by prepare() or dry_run()
         self.personalizer: Personalizer | None = None  # likewise
         self.check_errors: list[str] = []
+        self.batch_id: str | None = None  # SendGrid's batch id of a scheduled send
         self.stop = threading.Event()
         self.api: SendGrid | None = None
         self._lock: SendLock | None = None
@@ -223,6 +224,7 @@ class Sender:
         what this run wrote."""
         self.api = self._connect()
         self._take_lock()
+        self._check_schedule()
         with Child(render_and_check, *self._render_args()) as rendering, ThreadPoolExecutor(1) as background:
             run = self.journal.start_run(self.issue.subject, str(self.list_path.resolve()))
             if self.options.retry_failed:
@@ -347,6 +349,8 @@ class Sender:
         """
         assert self.api is not None, "prepare() first"
         self.confirm(plan)
+        if plan.to_send:
+            self._schedule()
         outcome = Outcome()
         budget = plan.to_send
         inflight: dict[int, int] = {}  # batch id -> recipients
@@ -395,7 +399,31 @@ class Sender:
 
     def envelope(self) -> dict[str, Any]:
         assert self.rendered is not None
-        return envelope(self.config, self.rendered, self.options.send_at)
+        return envelope(self.config, self.rendered, self.options.send_at, self.batch_id)
+
+    def _check_schedule(self) -> None:
+        """A resume of a scheduled send keeps its time: its batch id, which cancels it, covers one time."""
+        schedule = self.journal.schedule()
+        if schedule is None or schedule.cancelled_at:
+            return
+        when = dt.datetime.fromisoformat(schedule.send_at)
+        if when <= dt.datetime.now(dt.UTC):
+            return  # sent by now; what is left goes now, or at a new time
+        if self.options.send_at is None or self.options.send_at != when:
+            shown = when.astimezone().isoformat(timespec="minutes")
+            raise SendError(
+                f"this issue is already scheduled for {shown}: resume with --at {shown}, or first "
+                f"'newsletter cancel {self.issue_path}'"
+            )
+        self.batch_id = schedule.batch_id
+
+    def _schedule(self) -> None:
+        """A new scheduled send gets SendGrid's batch id before its first request."""
+        if self.options.send_at is None or self.batch_id is not None:
+            return
+        assert self.api is not None
+        self.batch_id = self.api.create_batch()
+        self.journal.set_schedule(self.batch_id, self.options.send_at.astimezone(dt.UTC).isoformat())
 
     def _record(
         self, answer: Answer, size: int, outcome: Outcome, total: int, on_batch: Callable[[Progress], None] | None

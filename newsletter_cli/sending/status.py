@@ -7,6 +7,7 @@ from collections.abc import Iterator
 from typing import Any
 
 from newsletter_cli.config import Config
+from newsletter_cli.sending.cancel import deadline
 from newsletter_cli.sending.sender import SendError, lock_path
 from newsletter_cli.store import DB_NAME, Store, events, lock_held
 from newsletter_cli.store.journal import FAILED, IN_FLIGHT, PENDING, SENT, UNCERTAIN, Journal
@@ -15,10 +16,10 @@ QUIET = dt.timedelta(hours=24)  # SendGrid's events for an accepted batch come w
 
 
 def status(config: Config, slug: str, now: dt.datetime | None = None) -> dict[str, Any]:
-    """The seven counts (integers), then the time of the last batch and the failed batches.
+    """The counts (integers), then the schedule, the time of the last batch and the failed batches.
 
-    sent + pending + failed + uncertain + suppressed + invalid + duplicate + unsubscribed = rows +
-    not_on_list:
+    sent + scheduled + pending + failed + uncertain + suppressed + invalid + duplicate +
+    unsubscribed = rows + not_on_list (``scheduled``: taken by SendGrid for a time still to come):
     ``rows`` are those of the list the latest run read, ``not_on_list`` the journal's recipients
     (sent to, say) whom that list no longer has."""
     if not (config.state_dir / DB_NAME).exists():
@@ -31,8 +32,12 @@ def status(config: Config, slug: str, now: dt.datetime | None = None) -> dict[st
         summary = journal.summary()
         running = _send_running(config, slug)
         in_flight = counts.pop(IN_FLIGHT)
+        schedule = journal.schedule()
+        when = dt.datetime.fromisoformat(schedule.send_at) if schedule and not schedule.cancelled_at else None
+        ahead = when is not None and when > (now or dt.datetime.now(dt.UTC))
         result: dict[str, Any] = {
-            "sent": counts[SENT],
+            "sent": 0 if ahead else counts[SENT],
+            "scheduled": counts[SENT] if ahead else 0,
             "pending": counts[PENDING],
             "failed": counts[FAILED],
             "uncertain": counts[UNCERTAIN] + (0 if running else in_flight),
@@ -44,6 +49,9 @@ def status(config: Config, slug: str, now: dt.datetime | None = None) -> dict[st
             "not_on_list": summary["not_on_list"],
             "in_flight": in_flight if running else 0,
             "running": running,
+            "scheduled_at": _local(when) if ahead and when else None,
+            "cancel_until": _local(deadline(when)) if ahead and when else None,
+            "cancelled_at": schedule.cancelled_at if schedule else None,
             "last_batch_at": summary["last_batch_at"],
             "failed_batches": [
                 {"batch": b.id, "recipients": b.size, "error": b.error} for b in journal.batches_with(FAILED)
@@ -63,6 +71,10 @@ def status(config: Config, slug: str, now: dt.datetime | None = None) -> dict[st
             ],
         }
     return result
+
+
+def _local(when: dt.datetime) -> str:
+    return when.astimezone().isoformat(timespec="minutes")
 
 
 def _advice(store: Store, slug: str, batch: int, now: dt.datetime | None) -> str:

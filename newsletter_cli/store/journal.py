@@ -71,6 +71,15 @@ def decode(record: str) -> Recipient:
 
 
 @dataclass(frozen=True)
+class Schedule:
+    """A scheduled send: SendGrid's batch id, shared by all its requests, and the time."""
+
+    batch_id: str
+    send_at: str  # ISO 8601
+    cancelled_at: str | None
+
+
+@dataclass(frozen=True)
 class BatchInfo:
     id: int
     size: int
@@ -298,6 +307,37 @@ class Journal:
             "UPDATE recipients SET batch = NULL WHERE seq BETWEEN ? AND ? AND +slug = ? AND batch = ?",
             (first, last, self.slug, batch_id),
         ).rowcount
+
+    # --- a scheduled send ---------------------------------------------------------------------
+
+    def schedule(self) -> Schedule | None:
+        row = self.db.execute(
+            "SELECT schedule_batch, send_at, cancelled_at FROM sends WHERE slug = ? AND schedule_batch IS NOT NULL",
+            (self.slug,),
+        ).fetchone()
+        return Schedule(*row) if row else None
+
+    def set_schedule(self, batch_id: str, send_at: str) -> None:
+        """Recorded before the first request carries the batch id, so a resume reuses it."""
+        with self.store.transaction() as db:
+            db.execute(
+                "UPDATE sends SET schedule_batch = ?, send_at = ?, cancelled_at = NULL WHERE slug = ?",
+                (batch_id, send_at, self.slug),
+            )
+
+    def cancel_schedule(self) -> int:
+        """SendGrid cancelled the scheduled send: everyone it had taken is pending again.
+        Returns how many."""
+        with self.store.transaction() as db:
+            pending = 0
+            for batch_id, first, last in db.execute(
+                "SELECT id, first_seq, last_seq FROM batches WHERE slug = ? AND status IN (?, ?, ?)",
+                (self.slug, SENT, UNCERTAIN, IN_FLIGHT),
+            ).fetchall():
+                pending += self._unbatch(batch_id, first, last)
+                db.execute("UPDATE batches SET status = ? WHERE slug = ? AND id = ?", (REQUEUED, self.slug, batch_id))
+            db.execute("UPDATE sends SET cancelled_at = ? WHERE slug = ?", (now(), self.slug))
+        return pending
 
     # --- reading -----------------------------------------------------------------------------
 
