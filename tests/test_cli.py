@@ -238,6 +238,9 @@ def test_serve_unsubscribe_serves_until_ctrl_c_and_exits_cleanly(folder):
     try:
         line = process.stdout.readline()
         assert line.startswith("Serving unsubscribes on http://127.0.0.1:")
+        assert process.stdout.readline() == (
+            "SendGrid's events are refused: set [events] public_key or SENDGRID_WEBHOOK_PUBLIC_KEY to take them\n"
+        )
         url = line.split()[3]
         with pytest.raises(urllib.error.HTTPError) as error:
             urllib.request.urlopen(url + "?token=bad", timeout=10)

@@ -298,3 +298,37 @@ def test_bounces_and_spam_reports_posted_during_a_send_stop_its_later_batches(ru
     counts = status(runner)
     assert counts["suppressed"] == 150 and counts["sent"] == 1850
     assert not set(bouncing + reporting) & {d.email for d in sendgrid.deliveries}
+
+
+def test_a_send_then_signed_events_posted_to_a_real_newsletter_serve_give_suppressions_and_stats(
+    runner, newsletter, sendgrid
+):
+    """The whole loop, as in production: the send, SendGrid's events over HTTP, the figures."""
+    emails = write_list(newsletter, 4)
+    assert send(runner, "--yes").exit_code == 0
+    signer = Signer()
+    env = {**os.environ, "SENDGRID_WEBHOOK_PUBLIC_KEY": signer.public}
+    env.pop("SENDGRID_API_KEY")
+    process = subprocess.Popen(
+        [sys.executable, "-m", "newsletter_cli", "serve", "--port", "0"],
+        cwd=newsletter,
+        env=env,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        base = process.stdout.readline().split()[3].rstrip("/")
+        assert process.stdout.readline() == f"SendGrid's Event Webhook: POST {base}/sendgrid/events\n"
+        served = Served(base, signer, load_config(newsletter / "newsletter.toml", environ={}), io.StringIO())
+        issue = sendgrid.deliveries[0].custom_args
+        events = [sg("delivered", e, n, **issue) for n, e in enumerate(emails[:3])]
+        events += [sg("bounce", emails[3], 9, type="bounce", bounce_classification="Invalid Address", **issue)]
+        events += [sg("open", emails[0], 10, **issue), sg("spamreport", emails[1], 11, **issue)]
+        assert served.post(sendgrid_events(*events))[0] == 200
+    finally:
+        process.terminate()
+        process.wait(timeout=10)
+    assert served.suppressions() == {emails[3]: "bounced", emails[1]: "spam_report"}
+    figures = json.loads(runner.invoke(cli, ["stats", ISSUE, "--json"]).output)["figures"]
+    counts = {name: figure["count"] for name, figure in figures.items() if figure["count"]}
+    assert counts == {"requested": 4, "delivered": 3, "bounced": 1, "spam_reports": 1, "opens": 1}
