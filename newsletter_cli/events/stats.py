@@ -15,10 +15,8 @@ from pathlib import Path
 from typing import Any
 
 from newsletter_cli.config import Config
-from newsletter_cli.errors import NewsletterError
-from newsletter_cli.store import DB_NAME, Store
 from newsletter_cli.store import events as stored
-from newsletter_cli.store.journal import IN_FLIGHT, SENT, UNCERTAIN, Journal
+from newsletter_cli.store.journal import IN_FLIGHT, SENT, UNCERTAIN
 
 NAMES = ("requested", *stored.FIGURES)
 CHARTED = ("delivered", "opens", "clicks")
@@ -26,10 +24,6 @@ TREND_NOTE = (
     "Opens are a trend, not a fact: some mail apps never load the image that counts an open, and "
     "others (Apple Mail's privacy protection) open every message themselves; those are counted apart."
 )
-
-
-class StatsError(NewsletterError):
-    pass
 
 
 @dataclass(frozen=True)
@@ -59,12 +53,9 @@ class Stats:
 
 
 def stats(config: Config, slug: str) -> Stats:
-    if not (config.state_dir / DB_NAME).exists():
-        raise StatsError(f"{slug} has never been sent from this folder: there is no journal yet")
-    with Store.for_folder(config.state_dir) as store:
-        journal = Journal(store, slug)
-        if not journal.exists():
-            raise StatsError(f"{slug} has never been sent from this folder: its journal is empty")
+    from newsletter_cli.sending.status import sent_journal
+
+    with sent_journal(config, slug) as (store, journal):
         sent = journal.counts()
         known = stored.has_events(store, slug)
         counts: dict[str, int | None] = {"requested": sent[SENT] + sent[UNCERTAIN] + sent[IN_FLIGHT]}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 from collections.abc import Iterator
 from typing import Any
@@ -15,6 +16,18 @@ from newsletter_cli.store.journal import FAILED, IN_FLIGHT, PENDING, SENT, UNCER
 QUIET = dt.timedelta(hours=24)  # SendGrid's events for an accepted batch come well within this
 
 
+@contextlib.contextmanager
+def sent_journal(config: Config, slug: str) -> Iterator[tuple[Store, Journal]]:
+    """The store and the journal of an issue sent from this folder; SendError if it never was."""
+    if not (config.state_dir / DB_NAME).exists():
+        raise SendError(f"{slug} has never been sent from this folder: there is no journal yet")
+    with Store.for_folder(config.state_dir) as store:
+        journal = Journal(store, slug)
+        if not journal.exists():
+            raise SendError(f"{slug} has never been sent from this folder: its journal is empty")
+        yield store, journal
+
+
 def status(config: Config, slug: str, now: dt.datetime | None = None) -> dict[str, Any]:
     """The counts (integers), then the schedule, the time of the last batch and the failed batches.
 
@@ -22,12 +35,7 @@ def status(config: Config, slug: str, now: dt.datetime | None = None) -> dict[st
     unsubscribed = rows + not_on_list (``scheduled``: taken by SendGrid for a time still to come):
     ``rows`` are those of the list the latest run read, ``not_on_list`` the journal's recipients
     (sent to, say) whom that list no longer has."""
-    if not (config.state_dir / DB_NAME).exists():
-        raise SendError(f"{slug} has never been sent from this folder: there is no journal yet")
-    with Store.for_folder(config.state_dir) as store:
-        journal = Journal(store, slug)
-        if not journal.exists():
-            raise SendError(f"{slug} has never been sent from this folder: its journal is empty")
+    with sent_journal(config, slug) as (store, journal):
         counts = journal.counts()
         summary = journal.summary()
         running = _send_running(config, slug)

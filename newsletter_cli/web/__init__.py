@@ -10,7 +10,10 @@
 
 from __future__ import annotations
 
+import threading
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import jinja2
 
@@ -23,3 +26,20 @@ def page_template(name: str) -> jinja2.Template:
         loader=jinja2.FileSystemLoader(TEMPLATES), autoescape=True, undefined=jinja2.StrictUndefined
     )
     return env.get_template(name)
+
+
+class ConfiguredOnFirstRequest:
+    """A module-level WSGI app for any WSGI server, which imports it before the environment is
+    complete: ``factory`` (reading the environment) runs on the first request, once."""
+
+    def __init__(self, factory: Callable[[], Callable[..., list[bytes]]]):
+        self.factory = factory
+        self._app: Callable[..., list[bytes]] | None = None
+        self._making = threading.Lock()
+
+    def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> list[bytes]:
+        if self._app is None:
+            with self._making:
+                if self._app is None:
+                    self._app = self.factory()
+        return self._app(environ, start_response)

@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from newsletter_cli.web import ConfiguredOnFirstRequest
 from newsletter_cli.web.events import EventsEndpoint
 from newsletter_cli.web.unsubscribe import Endpoint, Environ, StartResponse
 from newsletter_cli.web.unsubscribe import app_from_environment as unsubscribe_from_environment
@@ -36,11 +37,5 @@ def app_from_environment(environ: Mapping[str, str] | None = None) -> Site:
     return Site(unsubscribe_from_environment(environ))
 
 
-def app(environ: Environ, start_response: StartResponse) -> list[bytes]:
-    global _app
-    if _app is None:
-        _app = app_from_environment()
-    return _app(environ, start_response)
-
-
-_app: Site | None = None
+# `newsletter_cli.web.site:app` for any WSGI server
+app = ConfiguredOnFirstRequest(app_from_environment)

@@ -23,7 +23,7 @@ from newsletter_cli.errors import ConfigError
 from newsletter_cli.sendgrid_api import KEY_ENV, SendGrid, SendGridError, Stopped, Timing
 from newsletter_cli.store import Store, StoreError, Suppression
 from newsletter_cli.unsubscribe import load_secret, read_token
-from newsletter_cli.web import page_template
+from newsletter_cli.web import ConfiguredOnFirstRequest, page_template
 
 MAX_BODY = 64 * 1024
 PAGE = page_template("unsubscribe.html.j2")
@@ -194,12 +194,5 @@ def app_from_environment(environ: Mapping[str, str] | None = None) -> Endpoint:
     return Endpoint(config, load_secret(environ), api)
 
 
-def app(environ: Environ, start_response: StartResponse) -> list[bytes]:
-    """`newsletter_cli.web.unsubscribe:app` for any WSGI server; configured on its first request."""
-    global _app
-    if _app is None:
-        _app = app_from_environment()
-    return _app(environ, start_response)
-
-
-_app: Endpoint | None = None
+# `newsletter_cli.web.unsubscribe:app` for any WSGI server
+app = ConfiguredOnFirstRequest(app_from_environment)
