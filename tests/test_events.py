@@ -17,6 +17,8 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from newsletter_cli.cli import cli
 from newsletter_cli.config import Config, load_config
@@ -332,3 +334,42 @@ def test_a_send_then_signed_events_posted_to_a_real_newsletter_serve_give_suppre
     figures = json.loads(runner.invoke(cli, ["stats", ISSUE, "--json"]).output)["figures"]
     counts = {name: figure["count"] for name, figure in figures.items() if figure["count"]}
     assert counts == {"requested": 4, "delivered": 3, "bounced": 1, "spam_reports": 1, "opens": 1}
+
+
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=8),
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=8), inner, max_size=3),
+    max_leaves=8,
+)
+RULE_EVENTS = sorted({row[0] for row in RULES} | {"processed"})
+FIELDS = ("email", "event", "sg_event_id", "timestamp", "type", "reason", "url", "asm_group_id", "ip", "useragent")
+FIELDS += ("bounce_classification", "sg_message_id", "sg_machine_open", "newsletter_issue")
+well_formed = st.fixed_dictionaries(
+    {"email": st.emails() | json_values, "event": st.sampled_from(RULE_EVENTS) | json_values},
+    optional={
+        name: json_values | st.integers(min_value=-(2**70), max_value=2**70)
+        for name in FIELDS
+        if name not in ("email", "event")
+    },
+).map(lambda event: {**event, "sg_event_id": str(event.get("sg_event_id")), "timestamp": event.get("timestamp", 1)})
+events_of_any_shape = st.lists(
+    well_formed | st.dictionaries(st.sampled_from(FIELDS) | st.text(max_size=5), json_values, max_size=8) | json_values,
+    max_size=5,
+)
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(items=events_of_any_shape)
+def test_signed_events_of_any_shape_get_200_or_400_never_a_5xx(folder, items):
+    """SendGrid retries a 5xx for a day: a body it will send again must never cause one."""
+    signer = Signer()
+    toml = folder / "newsletter.toml"
+    config = load_config(toml, environ={"SENDGRID_WEBHOOK_PUBLIC_KEY": signer.public})
+    site = Site(Endpoint(config, SECRET), log=io.StringIO())
+    body = json.dumps(items).encode()
+    environ = {"REQUEST_METHOD": "POST", "PATH_INFO": "/sendgrid/events", "CONTENT_LENGTH": str(len(body))}
+    for name, value in signer.headers(body).items():
+        environ["HTTP_" + name.upper().replace("-", "_")] = value
+    statuses: list[str] = []
+    site({**environ, "wsgi.input": io.BytesIO(body)}, lambda status, headers: statuses.append(status))
+    assert statuses in (["200 OK"], ["400 Bad Request"])

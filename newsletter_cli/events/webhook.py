@@ -18,6 +18,7 @@ from newsletter_cli.events.rules import Event
 SIGNATURE_HEADER = "X-Twilio-Email-Event-Webhook-Signature"
 TIMESTAMP_HEADER = "X-Twilio-Email-Event-Webhook-Timestamp"
 ISSUE_ARG = "newsletter_issue"
+LAST_TIME = 253402300800  # 10000-01-01: a later "unix time" is no time
 
 
 class Refused(NewsletterError):
@@ -86,8 +87,8 @@ def _event(item: Any, keep_client: bool) -> Event:
         if not isinstance(item.get(key), str) or not item[key].strip():
             raise ValueError(f"no {key}")
     stamp = item.get("timestamp")
-    if isinstance(stamp, bool) or not isinstance(stamp, int | float):
-        raise ValueError("no timestamp")
+    if isinstance(stamp, bool) or not isinstance(stamp, int | float) or not 0 <= stamp < LAST_TIME:
+        raise ValueError("no timestamp (unix seconds)")
     name = item["event"]
     kind = {"bounce": item.get("type"), "dropped": item.get("reason"), "click": item.get("url")}.get(name)
     group = item.get("asm_group_id")
@@ -101,10 +102,15 @@ def _event(item: Any, keep_client: bool) -> Event:
         event=name,
         at=int(stamp),
         issue=issue if isinstance(issue, str) and issue else None,
-        kind=str(kind) if kind else None,
-        classification=item.get("bounce_classification") if name == "bounce" else None,
+        kind=_text(kind),
+        classification=_text(item.get("bounce_classification")) if name == "bounce" else None,
         machine=item.get("sg_machine_open") is True,
-        group=group if isinstance(group, int) and not isinstance(group, bool) else None,
-        message_id=item.get("sg_message_id") if isinstance(item.get("sg_message_id"), str) else None,
+        group=group if isinstance(group, int) and not isinstance(group, bool) and 0 < group < 2**63 else None,
+        message_id=_text(item.get("sg_message_id")),
         client=client,
     )
+
+
+def _text(value: Any) -> str | None:
+    """A field SendGrid sends as a string; anything else is not kept."""
+    return value if isinstance(value, str) and value else None
