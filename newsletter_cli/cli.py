@@ -291,6 +291,186 @@ def unsubscribes_import(csv_path: Path, reason: str, config_path: Path | None) -
         click.echo(f"Left out {result.kept} row{'s' * (result.kept != 1)} the file marks as still subscribed.")
 
 
+@unsubscribes.command("remove")
+@click.argument("email")
+@click.option("--kind", type=click.Choice(("express", "implied")), required=True, help="The new consent.")
+@click.option("--basis", help="Implied consent's basis: purchase, inquiry, published, disclosed, non-business.")
+@click.option("--method", required=True, help="How it was given: web double opt-in, paper form, verbal, staff.")
+@click.option("--evidence", help="Where the proof is: a file path or a URI.")
+@config_option
+def unsubscribes_remove(
+    email: str, kind: str, basis: str | None, method: str, evidence: str | None, config_path: Path | None
+) -> None:
+    """Lift a suppression (someone unsubscribed by mistake); their new consent is recorded with it.
+
+    \b
+    Example:
+        newsletter unsubscribes remove ana@example.com --kind express --method verbal
+    """
+    from newsletter_cli.consent.records import resubscribe
+    from newsletter_cli.store import Store
+
+    with Store.for_folder(_config(config_path).state_dir) as store:
+        reason = resubscribe(store, email, kind, basis, method, _who(), evidence)
+    click.echo(f"{email} is no longer suppressed (was: {reason}); their new {kind} consent is recorded.")
+
+
+def _who() -> str:
+    """Who is recording: the computer's user name."""
+    import getpass
+
+    try:
+        return getpass.getuser()
+    except (OSError, KeyError):
+        return "unknown user"
+
+
+@cli.group()
+def consent() -> None:
+    """The consent ledger: who agreed to be mailed, how, when, and until when (CASL).
+
+    \b
+    Example:
+        newsletter consent import signups-2024.csv --kind express --method "paper form" --date-column signed
+        newsletter consent show ana@example.com
+    """
+
+
+@consent.command("import")
+@click.argument("csv_path", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--kind", type=click.Choice(("express", "implied")), required=True)
+@click.option("--basis", help="Implied consent's basis: purchase, inquiry, published, disclosed, non-business.")
+@click.option("--method", required=True, help="web double opt-in, paper form, verbal, import or staff.")
+@click.option("--date-column", metavar="COLUMN", help="The column with each row's date of consent.")
+@click.option("--date", "date_text", metavar="DATE", help="One date of consent for every row, like 2024-03-05.")
+@click.option("--wording-file", type=click.Path(dir_okay=False, path_type=Path), help="The words consented to.")
+@click.option("--source", help="Where the consent came from (default: import:FILE).")
+@click.option("--evidence", help="Where the proof is: a file path or a URI.")
+@config_option
+def consent_import(
+    csv_path: Path,
+    kind: str,
+    basis: str | None,
+    method: str,
+    date_column: str | None,
+    date_text: str | None,
+    wording_file: Path | None,
+    source: str | None,
+    evidence: str | None,
+    config_path: Path | None,
+) -> None:
+    """Record the consent of every address in a CSV; any bad row stops the import, naming its line.
+
+    \b
+    Example:
+        newsletter consent import clinic-signups.csv --kind express --method "paper form" --date-column date
+    """
+    from newsletter_cli.consent.importer import ConsentError, import_csv, parse_when
+    from newsletter_cli.store import Store
+
+    try:
+        date = parse_when(date_text) if date_text else None
+    except ValueError as exc:
+        raise ConsentError(f"--date: {exc}") from None
+    wording = _read_text(wording_file) if wording_file else None
+    with Store.for_folder(_config(config_path).state_dir) as store:
+        done = import_csv(
+            store,
+            csv_path,
+            kind=kind,
+            basis=basis,
+            method=method,
+            recorded_by=_who(),
+            date_column=date_column,
+            date=date,
+            wording=wording,
+            source=source,
+            evidence=evidence,
+        )
+    click.echo(f"Recorded the {kind} consent of {done.added:,} address{'es' * (done.added != 1)}.")
+    if done.unsubscribed:
+        click.echo(
+            f"Left out {done.unsubscribed:,} row{'s' * (done.unsubscribed != 1)} the file marks as unsubscribed."
+        )
+    if done.lapsed:
+        click.echo(f"{done.lapsed:,} of these implied consents have lapsed already: they are history, not consent.")
+
+
+def _read_text(path: Path) -> str:
+    from newsletter_cli.consent.importer import ConsentError
+
+    try:
+        return path.read_text(encoding="utf-8-sig")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConsentError(f"{display_path(path)}: cannot read the wording: {exc}") from None
+
+
+@consent.command("show")
+@click.argument("email")
+@click.option("--json", "as_json", is_flag=True, help="A JSON list of the records.")
+@config_option
+def consent_show(email: str, as_json: bool, config_path: Path | None) -> None:
+    """One person's consent history, and whether they may be mailed today.
+
+    \b
+    Example:
+        newsletter consent show ana@example.com
+    """
+    from newsletter_cli.consent.records import history_json, summary
+    from newsletter_cli.store import Store
+
+    with Store.for_folder(_config(config_path).state_dir) as store:
+        if as_json:
+            click.echo(json.dumps(history_json(store, email)))
+            return
+        for line in summary(store, email):
+            click.echo(line)
+
+
+@consent.command("export")
+@click.option(
+    "--out", "out_path", type=click.Path(dir_okay=False, path_type=Path), help="Write here, not to the screen."
+)
+@config_option
+def consent_export(out_path: Path | None, config_path: Path | None) -> None:
+    """The whole ledger as CSV, oldest record first (for a regulator's request, say).
+
+    \b
+    Example:
+        newsletter consent export --out consent-ledger.csv
+    """
+    from newsletter_cli.consent.records import export_csv
+    from newsletter_cli.store import Store
+
+    with Store.for_folder(_config(config_path).state_dir) as store:
+        if out_path is None:
+            export_csv(store, click.get_text_stream("stdout"))
+            return
+        with out_path.open("w", encoding="utf-8", newline="") as handle:
+            count = export_csv(store, handle)
+    click.echo(f"Wrote {count:,} record{'s' * (count != 1)} to {display_path(out_path)}")
+
+
+@consent.command("expiring")
+@click.option("--within", default="60d", show_default=True, help="How far ahead: days, like 60d.")
+@config_option
+def consent_expiring(within: str, config_path: Path | None) -> None:
+    """People whose implied consent lapses soon: ask them for express consent before then.
+
+    \b
+    Example:
+        newsletter consent expiring --within 90d
+    """
+    from newsletter_cli.consent.records import expiring
+    from newsletter_cli.store import Store
+
+    with Store.for_folder(_config(config_path).state_dir) as store:
+        found = expiring(store, within)
+    for email, until, basis in found:
+        click.echo(f"{email}\tlapses {until.date().isoformat()}\timplied by {basis}")
+    click.echo(f"{len(found):,} implied consent{'s' * (len(found) != 1)} lapse within {within}.")
+
+
 @unsubscribes.command("sync")
 @config_option
 def unsubscribes_sync(config_path: Path | None) -> None:

@@ -116,6 +116,31 @@ MIGRATIONS: tuple[str, ...] = (
     ALTER TABLE sends ADD COLUMN send_at TEXT;
     ALTER TABLE sends ADD COLUMN cancelled_at TEXT;
     """,
+    # the consent ledger (store/consents.py): append-only, so the history a regulator may ask
+    # for can be trusted
+    """
+    CREATE TABLE consents (
+        id INTEGER PRIMARY KEY,
+        email TEXT NOT NULL,                     -- lower-cased
+        kind TEXT NOT NULL CHECK (kind IN ('express', 'implied', 'withdrawn')),
+        basis TEXT,                              -- implied: purchase, inquiry, published, ...
+        method TEXT NOT NULL,                    -- web double opt-in, paper form, ...; how withdrawn
+        source TEXT NOT NULL,                    -- a form, a file, a suppression's source
+        wording TEXT,                            -- SHA-256 of the words consented to (wordings/)
+        occurred_at TEXT NOT NULL,               -- when given or withdrawn (ISO 8601, UTC)
+        confirmed_at TEXT,
+        expires_at TEXT,                         -- implied consent's lapse
+        recorded_by TEXT NOT NULL,
+        evidence TEXT,                           -- a file path or URI
+        ip TEXT,                                 -- only when configured
+        recorded_at TEXT NOT NULL
+    );
+    CREATE INDEX consents_by_email ON consents (email, id);
+    CREATE TRIGGER consents_never_change BEFORE UPDATE ON consents
+        BEGIN SELECT RAISE(ABORT, 'the consent ledger is append-only'); END;
+    CREATE TRIGGER consents_never_go BEFORE DELETE ON consents
+        BEGIN SELECT RAISE(ABORT, 'the consent ledger is append-only'); END;
+    """,
 )
 
 
@@ -196,12 +221,24 @@ class Store:
                         raise StoreError(
                             f"unknown suppression reason {entry.reason!r} (expected one of {', '.join(REASONS)})"
                         )
+                marks = ",".join("?" * len(chunk))
+                known = {
+                    email
+                    for (email,) in self.db.execute(
+                        f"SELECT email FROM suppressions WHERE email IN ({marks})",
+                        [e.email.strip().lower() for e in chunk],
+                    )
+                }
                 self.db.executemany(
                     "INSERT INTO suppressions (email, reason, source, created_at) VALUES (?, ?, ?, ?)"
                     " ON CONFLICT (email) DO NOTHING",
                     [(e.email.strip().lower(), e.reason, e.source, e.created_at or now()) for e in chunk],
                 )
                 added += self.db.total_changes - before
+                fresh: dict[str, Suppression] = {}
+                for entry in chunk:
+                    fresh.setdefault(entry.email.strip().lower(), entry)
+                withdraw(self.db, [e for key, e in fresh.items() if key not in known])
                 if push:
                     self.db.executemany(
                         "INSERT INTO pushes (email, created_at) VALUES (?, ?) ON CONFLICT (email) DO NOTHING",
@@ -246,6 +283,30 @@ class Store:
 
     def count_suppressions(self) -> int:
         return self.db.execute("SELECT count(*) FROM suppressions").fetchone()[0]
+
+
+WITHDRAWING = ("unsubscribed", "spam_report", "manual")  # a bounce or a bad address withdraws nothing
+
+
+def withdraw(db: _Guarded, entries: Iterable[Suppression]) -> None:
+    """A ``withdrawn`` record in the consent ledger for each new unsubscribe or complaint,
+    whatever its route, in the caller's transaction: CASL asks for a record of each."""
+    from newsletter_cli.consent.ledger import WITHDRAWN_BY
+
+    stamp = now()
+    rows = []
+    for entry in entries:
+        if entry.reason not in WITHDRAWING:
+            continue
+        route = next((m for key, m in WITHDRAWN_BY.items() if entry.source.startswith(key)), entry.source)
+        method = "spam report" if entry.reason == "spam_report" else route
+        at = entry.created_at or stamp
+        rows.append((entry.email.strip().lower(), method, entry.source, at, "newsletter", stamp))
+    db.executemany(
+        "INSERT INTO consents (email, kind, method, source, occurred_at, recorded_by, recorded_at)"
+        " VALUES (?, 'withdrawn', ?, ?, ?, ?, ?)",
+        rows,
+    )
 
 
 def _connect(path: Path) -> sqlite3.Connection:

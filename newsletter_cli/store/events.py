@@ -7,11 +7,12 @@ answers SendGrid only once it is committed, so an event is either wholly recorde
 
 from __future__ import annotations
 
+import datetime as dt
 from collections.abc import Iterable
 from dataclasses import dataclass
 
 from newsletter_cli.events.rules import Event, accepted, suppression
-from newsletter_cli.store.database import CHUNK, Store, chunks, now
+from newsletter_cli.store.database import CHUNK, Store, Suppression, chunks, now, withdraw
 from newsletter_cli.store.journal import SENT, UNCERTAIN
 
 
@@ -45,11 +46,16 @@ def record(store: Store, events: Iterable[Event], group_id: int | None) -> Recor
         for event in fresh:
             reason = suppression(event, group_id)
             if reason is not None:
-                suppressed += db.execute(
+                when = dt.datetime.fromtimestamp(event.at, dt.UTC).isoformat(timespec="seconds")
+                entry = Suppression(event.email, reason, f"sendgrid:event:{event.event}", when)
+                added = db.execute(
                     "INSERT INTO suppressions (email, reason, source, created_at) VALUES (?, ?, ?, ?)"
                     " ON CONFLICT (email) DO NOTHING",
-                    (event.email, reason, f"sendgrid:event:{event.event}", stamp),
+                    (entry.email, entry.reason, entry.source, entry.created_at),
                 ).rowcount
+                if added:
+                    withdraw(db, [entry])
+                suppressed += added
             if accepted(event):
                 key = (event.issue, event.email)
                 settled += db.execute(

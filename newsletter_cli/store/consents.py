@@ -1,0 +1,121 @@
+"""The consent ledger in the store: records appended, never changed (SQLite triggers refuse an
+UPDATE or DELETE), and the words consented to kept once each in ``wordings/`` beside the
+database, named by their SHA-256."""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+
+from newsletter_cli.consent.ledger import Record, wording_hash
+from newsletter_cli.store.database import Store, now
+
+COLUMNS = (
+    "email, kind, basis, method, source, wording, occurred_at, confirmed_at, expires_at, recorded_by, evidence, ip,"
+    " recorded_at"
+)
+
+
+def _iso(when: dt.datetime | None) -> str | None:
+    return when.astimezone(dt.UTC).isoformat(timespec="seconds") if when else None
+
+
+def _when(text: str | None) -> dt.datetime | None:
+    return dt.datetime.fromisoformat(text) if text else None
+
+
+INSERT = f"INSERT INTO consents ({COLUMNS}) VALUES ({', '.join('?' * 13)})"
+
+
+def append(store: Store, records: Iterable[Record]) -> int:
+    """Append records in one transaction; returns how many."""
+    stamp = now()
+    rows = [_row(r, stamp) for r in records]
+    with store.transaction() as db:
+        db.executemany(INSERT, rows)
+    return len(rows)
+
+
+def lift_suppression(store: Store, record: Record) -> str | None:
+    """Remove an address's suppression and append its new consent, together; returns the
+    suppression's reason (None, and nothing written, when it was not suppressed)."""
+    email = record.email.strip().lower()
+    with store.transaction() as db:
+        row = db.execute("SELECT reason FROM suppressions WHERE email = ?", (email,)).fetchone()
+        if row is None:
+            return None
+        db.execute("DELETE FROM suppressions WHERE email = ?", (email,))
+        db.execute("DELETE FROM pushes WHERE email = ?", (email,))
+        db.execute(INSERT, _row(record, now()))
+    return str(row[0])
+
+
+def _row(r: Record, stamp: str) -> tuple[str | None, ...]:
+    when = (_iso(r.occurred_at), _iso(r.confirmed_at), _iso(r.expires_at))
+    email = r.email.strip().lower()
+    return (email, r.kind, r.basis, r.method, r.source, r.wording, *when, r.recorded_by, r.evidence, r.ip, stamp)
+
+
+def _record(row: tuple) -> Record:
+    email, kind, basis, method, source, wording, occurred, confirmed, expires, by, evidence, ip, recorded = row
+    return Record(
+        email=email,
+        kind=kind,
+        method=method,
+        source=source,
+        occurred_at=_when(occurred) or dt.datetime.min.replace(tzinfo=dt.UTC),
+        recorded_by=by,
+        basis=basis,
+        wording=wording,
+        confirmed_at=_when(confirmed),
+        expires_at=_when(expires),
+        evidence=evidence,
+        ip=ip,
+        recorded_at=_when(recorded),
+    )
+
+
+def history(store: Store, email: str) -> list[Record]:
+    """One person's records, oldest first (as they happened, then as they were recorded)."""
+    rows = store.db.execute(
+        f"SELECT {COLUMNS} FROM consents WHERE email = ? ORDER BY occurred_at, id", (email.strip().lower(),)
+    )
+    return [_record(row) for row in rows]
+
+
+def everyone(store: Store) -> Iterator[list[Record]]:
+    """Each person's records, oldest first, person by person."""
+    rows = store.db.execute(f"SELECT {COLUMNS} FROM consents ORDER BY email, occurred_at, id")
+    current: list[Record] = []
+    for row in rows:
+        record = _record(row)
+        if current and current[0].email != record.email:
+            yield current
+            current = []
+        current.append(record)
+    if current:
+        yield current
+
+
+def all_records(store: Store) -> Iterator[Record]:
+    for row in store.db.execute(f"SELECT {COLUMNS} FROM consents ORDER BY id"):
+        yield _record(row)
+
+
+def keep_wording(store: Store, text: str) -> str:
+    """Keep the words consented to beside the store (once); returns their hash."""
+    digest = wording_hash(text)
+    folder = wordings_dir(store)
+    path = folder / f"{digest}.txt"
+    if not path.exists():
+        folder.mkdir(parents=True, exist_ok=True)
+        draft = path.with_name(f".{path.name}.{os.getpid()}")
+        draft.write_text(text.strip() + "\n", encoding="utf-8")
+        os.replace(draft, path)
+    return digest
+
+
+def wordings_dir(store: Store) -> Path:
+    return store.path.parent / "wordings"
