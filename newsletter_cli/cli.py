@@ -681,6 +681,8 @@ def _show_plan(plan: Plan, sender: Sender) -> None:
     skipped = [f"{plan.invalid:,} invalid", f"{plan.duplicate:,} duplicate", f"{plan.suppressed:,} suppressed"]
     if plan.unsubscribed:
         skipped.append(f"{plan.unsubscribed:,} unsubscribed (the list says so)")
+    if sender.config.consent_require:
+        skipped.append(f"no consent: {plan.no_consent:,}, implied expired: {plan.consent_lapsed:,}")
     skipped.append(f"{plan.already_sent:,} already sent")
     if plan.dropped:
         skipped.append(f"{plan.dropped:,} pending no longer on the list (dropped)")
@@ -833,6 +835,11 @@ def status(issue: Path, as_json: bool, state: str | None, config_path: Path | No
         f"{result['uncertain']:,} uncertain; skipped {result['suppressed']:,} suppressed, "
         f"{result['invalid']:,} invalid, {result['duplicate']:,} duplicate"
         + (f", {result['unsubscribed']:,} unsubscribed (the list says so)" if result["unsubscribed"] else "")
+        + (
+            f", no consent: {result['no_consent']:,}, implied expired: {result['consent_lapsed']:,}"
+            if result["no_consent"] or result["consent_lapsed"]
+            else ""
+        )
         + rows
     )
     if result["not_on_list"]:

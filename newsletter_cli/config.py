@@ -57,6 +57,7 @@ class Config:
     events_path: str = "/sendgrid/events"
     events_public_key: str | None = None  # the Event Webhook's verification key (base64 SPKI)
     events_keep_client: bool = False  # keep an event's IP address and user agent
+    consent_require: bool = False  # send only to people with live consent in the ledger
 
     @property
     def root(self) -> Path:
@@ -207,6 +208,9 @@ SCHEMA: dict[str, dict[str, tuple[Checker, bool, str]]] = {
     "tracking": {
         "clicks": (_bool, False, "track_clicks"),
         "opens": (_bool, False, "track_opens"),
+    },
+    "consent": {
+        "require": (_bool, False, "consent_require"),
     },
     "events": {
         "path": (_path, False, "events_path"),

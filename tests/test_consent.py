@@ -231,3 +231,59 @@ def test_expiring_lists_implied_consents_that_lapse_soon(runner, folder):
     found = runner.invoke(cli, ["consent", "expiring", "--within", "60d"]).output.splitlines()
     assert len(found) == 2 and found[0].startswith("soon@testnews.ca\tlapses ") and found[0].endswith("purchase")
     assert found[1] == "1 implied consent lapse within 60d."
+
+
+# --- [consent] require ----------------------------------------------------------------------
+
+PARTS = ("sent", "scheduled", "pending", "failed", "uncertain", "suppressed", "invalid", "duplicate", "unsubscribed")
+
+
+def require_consent(folder) -> None:
+    toml = folder / "newsletter.toml"
+    toml.write_text(toml.read_text() + "\n[consent]\nrequire = true\n")
+
+
+IMPLIED_PURCHASE = ("--kind", "implied", "--basis", "purchase", "--method", "import")
+
+
+def import_consent(runner, rows: str, *args: str) -> None:
+    """Record consents from a CSV in the current folder (the folder fixture's)."""
+    with open("consent-import.csv", "w") as handle:
+        handle.write("email,date\n" + rows)
+    result = runner.invoke(cli, ["consent", "import", "consent-import.csv", *args, "--date-column", "date"])
+    assert result.exit_code == 0, result.output
+
+
+def test_with_require_a_send_mails_only_those_with_live_consent_and_says_why_not(runner, newsletter, sendgrid):
+    from .test_send import ISSUE, send, status, write_list
+
+    emails = write_list(newsletter, 5)  # user0..user4@example.com
+    import_consent(runner, f"{emails[0]},2025-05-01\n", "--kind", "express", "--method", "paper form")
+    recent = (dt.datetime.now(UTC) - dt.timedelta(days=30)).date().isoformat()
+    import_consent(runner, f"{emails[1]},2023-01-01\n{emails[3]},{recent}\n", *IMPLIED_PURCHASE)
+    assert runner.invoke(cli, ["unsubscribes", "add", emails[4]]).exit_code == 0
+    require_consent(newsletter)
+    checked = runner.invoke(cli, ["check", ISSUE]).output
+    assert "warning: 2 of the list's 4 addresses (50%) have no live consent, so a send skips them" in checked
+    result = send(runner, "--yes")
+    assert result.exit_code == 0, result.output
+    assert "no consent: 1, implied expired: 1" in result.output
+    assert sorted(d.email for d in sendgrid.deliveries) == [emails[0], emails[3]]
+    counts = status(runner)
+    assert (counts["no_consent"], counts["consent_lapsed"], counts["suppressed"], counts["sent"]) == (1, 1, 1, 2)
+    assert sum(counts[k] for k in PARTS) + counts["no_consent"] + counts["consent_lapsed"] == counts["rows"] == 5
+    shown = runner.invoke(cli, ["status", ISSUE]).output
+    assert "no consent: 1, implied expired: 1" in shown
+
+
+def test_consent_is_judged_at_the_send_time_of_a_scheduled_send(runner, newsletter, sendgrid):
+    from .test_send import send, status, write_list
+
+    emails = write_list(newsletter, 2)
+    bought = add_months(dt.datetime.now(UTC), -24) + dt.timedelta(hours=1)  # lapses an hour from now
+    import_consent(runner, f"{emails[0]},{bought.isoformat()}\n{emails[1]},{dt.date.today()}\n", *IMPLIED_PURCHASE)
+    require_consent(newsletter)
+    when = (dt.datetime.now() + dt.timedelta(hours=2)).replace(microsecond=0).isoformat()
+    assert send(runner, "--yes", "--at", when).exit_code == 0
+    assert [d.email for d in sendgrid.deliveries] == [emails[1]]
+    assert status(runner)["consent_lapsed"] == 1

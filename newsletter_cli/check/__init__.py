@@ -64,6 +64,7 @@ def findings(
         *email.rendered(rendered, config, file, issue.body, issue.body_line),
         *email.tracking(config),
         *(lists.merge_fields(rendered, config, path, columns, file, read_list) if columns is not None else ()),
+        *(lists.consent(config, path, file) if columns is not None and read_list else ()),
     ]
     return grouped(sorted(set(found), key=Finding.sort_key)), notes
 

@@ -31,8 +31,11 @@ def dry_run(sender: Sender, out_dir: Path) -> tuple[Plan, int]:
         batch: list[str] = []
         files = 0
         to_send = 0
+        gate = sender.consent_gate()
         for chunk in _valid_chunks(sender.list_path, sender.store, counts, sender.budget, sender.refused):
             done = sender.journal.sent_among([row.key for row in chunk])
+            if gate is not None:
+                done |= gate.refused([row.key for row in chunk])
             for row in chunk:
                 if row.key in done or (limit is not None and to_send >= limit):
                     continue
@@ -55,6 +58,8 @@ def dry_run(sender: Sender, out_dir: Path) -> tuple[Plan, int]:
             shutil.rmtree(staging)
     plan = sender.plan_for(sender.journal.counts(), counts, 0, None, 0)
     plan.to_send, plan.batches = to_send, files
+    if gate is not None:
+        plan.no_consent, plan.consent_lapsed = gate.no_consent, gate.lapsed
     return plan, files
 
 

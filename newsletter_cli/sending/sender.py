@@ -23,6 +23,7 @@ from typing import Any
 
 from newsletter_cli import merge, subscribers, suppressions, unsubscribe
 from newsletter_cli.config import Config, UnsubscribeMode
+from newsletter_cli.consent.gate import Gate
 from newsletter_cli.errors import NewsletterError, display_path
 from newsletter_cli.issue import Issue, load_issue
 from newsletter_cli.render import Rendered, issue_fields, render
@@ -79,6 +80,8 @@ class Plan:
     run: int = 0
     rows: int = 0
     unsubscribed: int = 0  # rows the list's own status columns mark as not subscribed
+    no_consent: int = 0  # rows without live consent in the ledger ([consent] require)
+    consent_lapsed: int = 0  # rows whose only consent was implied, and has lapsed
     dropped: int = 0  # pending recipients of an earlier run that are no longer on the list
     sent_elsewhere: int = 0  # recipients sent by an earlier run whom this run's list lacks
 
@@ -232,6 +235,7 @@ class Sender:
             if self.options.resend_uncertain:
                 self.journal.requeue(UNCERTAIN)
             reader = ListReader(self.list_path, self.kept, self.budget)
+            gate = self.consent_gate()
             syncing: Future[dict[str, int] | None] | None = None
 
             def rendered_then_sync() -> Future[dict[str, int] | None]:
@@ -248,6 +252,9 @@ class Sender:
                         rendered_then_sync()
                     if syncing is not None and syncing.done() and syncing.exception():
                         syncing.result()  # a refused key: stop reading now
+                    if gate is not None:
+                        refused = gate.refused([key for key, _ in chunk])
+                        chunk = [(key, record) for key, record in chunk if key not in refused]
                     yield chunk
 
             try:
@@ -262,18 +269,27 @@ class Sender:
         counts = subscribers.Counts()
         counts.invalid = reader.invalid
         counts.unsubscribed = reader.unsubscribed
-        counts.duplicates = reader.valid - listed
+        gated = sum(gate.skipped.values()) if gate is not None else 0
+        counts.duplicates = reader.valid - listed - gated
         counts.suppressed, dropped = self.journal.settle(run)
         counts.valid = listed - counts.suppressed
-        counts.rows = counts.invalid + counts.unsubscribed + counts.duplicates + listed
+        counts.rows = counts.invalid + counts.unsubscribed + counts.duplicates + listed + gated
         state = self.journal.counts()
         plan = self.plan_for(state, counts, new, learned, run)
         plan.dropped = dropped
+        if gate is not None:
+            plan.no_consent, plan.consent_lapsed = gate.no_consent, gate.lapsed
         # rows this run did not list were all sent to, or tried, before; they stay as they are
         if sum(state.values()) > counts.valid:
             plan.sent_elsewhere = self.journal.sent_elsewhere(run)
         plan.already_sent -= plan.sent_elsewhere
         return plan
+
+    def consent_gate(self) -> Gate | None:
+        """With [consent] require, who may be mailed is decided at the send time (--at's, or now)."""
+        if not self.config.consent_require:
+            return None
+        return Gate(self.store, self.options.send_at or dt.datetime.now(dt.UTC))
 
     def _refuse_foreign_pending(self, run: int) -> None:
         """Pending recipients an earlier run read from another list are never dropped unasked."""
@@ -300,7 +316,16 @@ class Sender:
 
     def confirm(self, plan: Plan) -> None:
         """The user said yes: record what this run's list held, for ``status``."""
-        self.journal.record_skips(plan.run, plan.rows, plan.invalid, plan.duplicate, plan.suppressed, plan.unsubscribed)
+        self.journal.record_skips(
+            plan.run,
+            plan.rows,
+            plan.invalid,
+            plan.duplicate,
+            plan.suppressed,
+            plan.unsubscribed,
+            plan.no_consent,
+            plan.consent_lapsed,
+        )
 
     def plan_for(
         self,

@@ -32,7 +32,8 @@ def status(config: Config, slug: str, now: dt.datetime | None = None) -> dict[st
     """The counts (integers), then the schedule, the time of the last batch and the failed batches.
 
     sent + scheduled + pending + failed + uncertain + suppressed + invalid + duplicate +
-    unsubscribed = rows + not_on_list (``scheduled``: taken by SendGrid for a time still to come):
+    unsubscribed + no_consent + consent_lapsed = rows + not_on_list (``scheduled``: taken by
+    SendGrid for a time still to come):
     ``rows`` are those of the list the latest run read, ``not_on_list`` the journal's recipients
     (sent to, say) whom that list no longer has."""
     with sent_journal(config, slug) as (store, journal):
@@ -53,6 +54,8 @@ def status(config: Config, slug: str, now: dt.datetime | None = None) -> dict[st
             "invalid": summary["invalid"],
             "duplicate": summary["duplicate"],
             "unsubscribed": summary["unsubscribed"],
+            "no_consent": summary["no_consent"],
+            "consent_lapsed": summary["consent_lapsed"],
             "rows": summary["rows"],
             "not_on_list": summary["not_on_list"],
             "in_flight": in_flight if running else 0,

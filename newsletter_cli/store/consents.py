@@ -9,8 +9,8 @@ import os
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 
-from newsletter_cli.consent.ledger import Record, wording_hash
-from newsletter_cli.store.database import Store, now
+from newsletter_cli.consent.ledger import Record, Verdict, verdict, wording_hash
+from newsletter_cli.store.database import CHUNK, Store, chunks, now
 
 COLUMNS = (
     "email, kind, basis, method, source, wording, occurred_at, confirmed_at, expires_at, recorded_by, evidence, ip,"
@@ -119,3 +119,18 @@ def keep_wording(store: Store, text: str) -> str:
 
 def wordings_dir(store: Store) -> Path:
     return store.path.parent / "wordings"
+
+
+def verdicts(store: Store, keys: Iterable[str], at: dt.datetime) -> dict[str, Verdict]:
+    """Whether each (lower-cased) address has live consent at ``at``; one query per 500."""
+    found: dict[str, Verdict] = {}
+    for chunk in chunks(keys, CHUNK):
+        marks = ",".join("?" * len(chunk))
+        people: dict[str, list[Record]] = {key: [] for key in chunk}
+        for row in store.db.execute(
+            f"SELECT {COLUMNS} FROM consents WHERE email IN ({marks}) ORDER BY email, occurred_at, id", chunk
+        ):
+            people[row[0]].append(_record(row))
+        for key, records in people.items():
+            found[key] = verdict(records, at)
+    return found

@@ -141,6 +141,11 @@ MIGRATIONS: tuple[str, ...] = (
     CREATE TRIGGER consents_never_go BEFORE DELETE ON consents
         BEGIN SELECT RAISE(ABORT, 'the consent ledger is append-only'); END;
     """,
+    # rows the latest run skipped for want of live consent ([consent] require)
+    """
+    ALTER TABLE sends ADD COLUMN no_consent INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE sends ADD COLUMN consent_lapsed INTEGER NOT NULL DEFAULT 0;
+    """,
 )
 
 

@@ -179,14 +179,22 @@ class Journal:
         return suppressed, stale
 
     def record_skips(
-        self, run: int, rows: int, invalid: int, duplicate: int, suppressed: int, unsubscribed: int = 0
+        self,
+        run: int,
+        rows: int,
+        invalid: int,
+        duplicate: int,
+        suppressed: int,
+        unsubscribed: int = 0,
+        no_consent: int = 0,
+        consent_lapsed: int = 0,
     ) -> None:
         """What this run's list held, for ``status``: its rows and those it skipped, by reason."""
         with self.store.transaction() as db:
             db.execute(
                 "UPDATE sends SET run = ?, listed_rows = ?, invalid = ?, duplicate = ?, suppressed = ?,"
-                " unsubscribed = ? WHERE slug = ?",
-                (run, rows, invalid, duplicate, suppressed, unsubscribed, self.slug),
+                " unsubscribed = ?, no_consent = ?, consent_lapsed = ? WHERE slug = ?",
+                (run, rows, invalid, duplicate, suppressed, unsubscribed, no_consent, consent_lapsed, self.slug),
             )
 
     def discard(self, run: int) -> None:
@@ -363,11 +371,13 @@ class Journal:
         """The latest planned run's list: its rows, those skipped by reason, and the journal's rows
         that are not on it (sent to from an earlier list); the last batch's time."""
         row = self.db.execute(
-            "SELECT invalid, duplicate, suppressed, last_batch_at, run, listed_rows, unsubscribed"
-            " FROM sends WHERE slug = ?",
+            "SELECT invalid, duplicate, suppressed, last_batch_at, run, listed_rows, unsubscribed, no_consent,"
+            " consent_lapsed FROM sends WHERE slug = ?",
             (self.slug,),
         ).fetchone()
-        invalid, duplicate, suppressed, last, run, rows, unsubscribed = row or (0, 0, 0, None, None, None, 0)
+        invalid, duplicate, suppressed, last, run, rows, unsubscribed, no_consent, lapsed = row or (
+            (0, 0, 0, None, None, None, 0, 0, 0)
+        )
         not_listed = (
             self.db.execute("SELECT count(*) FROM recipients WHERE slug = ? AND run != ?", (self.slug, run)).fetchone()[
                 0
@@ -381,6 +391,8 @@ class Journal:
             "duplicate": duplicate,
             "suppressed": suppressed,
             "unsubscribed": unsubscribed,
+            "no_consent": no_consent,
+            "consent_lapsed": lapsed,
             "not_on_list": not_listed,
             "last_batch_at": last,
         }

@@ -1,0 +1,41 @@
+"""[consent] require: a send mails only people whose consent is live at its send time; the
+rest are skipped and counted by reason ("no consent", "implied consent lapsed")."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections import Counter
+from collections.abc import Sequence
+
+from newsletter_cli.store import Store
+from newsletter_cli.store.consents import verdicts
+
+LAPSED = "implied consent lapsed"
+
+
+class Gate:
+    def __init__(self, store: Store, at: dt.datetime):
+        self.store = store
+        self.at = at
+        self.skipped: Counter[str] = Counter()  # reason -> rows
+
+    def refused(self, keys: Sequence[str]) -> set[str]:
+        """Which of these addresses may not be mailed (counted here). A suppressed address is
+        left for the suppressions to count: it is skipped as suppressed, not for consent."""
+        suppressed = self.store.suppressed_among(keys)
+        found = verdicts(self.store, [k for k in keys if k not in suppressed], self.at)
+        out = set()
+        for key in keys:
+            state = found.get(key)
+            if state is not None and not state.live:
+                out.add(key)
+                self.skipped[state.reason] += 1
+        return out
+
+    @property
+    def lapsed(self) -> int:
+        return self.skipped[LAPSED]
+
+    @property
+    def no_consent(self) -> int:
+        return sum(count for reason, count in self.skipped.items() if reason != LAPSED)
