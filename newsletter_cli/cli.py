@@ -214,6 +214,32 @@ def subscribers_check(csv_path: Path | None, config_path: Path | None) -> None:
         raise SystemExit(1)
 
 
+@subscribers.command("export")
+@list_option
+@click.option(
+    "--out", "out_path", type=click.Path(dir_okay=False, path_type=Path), help="Write here, not to the screen."
+)
+@config_option
+def subscribers_export(list_path: Path | None, out_path: Path | None, config_path: Path | None) -> None:
+    """The whole audience as CSV: the list's valid rows and the confirmed signups, with where each
+    came from and whether their consent is live; suppressed addresses are left out.
+
+    \b
+    Example:
+        newsletter subscribers export --out audience.csv
+    """
+    from newsletter_cli.consent.audience import export
+
+    config = _config(config_path)
+    path = list_path or config.subscribers_path
+    if out_path is None:
+        export(config, path, click.get_text_stream("stdout"))
+        return
+    with out_path.open("w", encoding="utf-8", newline="") as handle:
+        count = export(config, path, handle)
+    click.echo(f"Wrote {count:,} subscriber{'s' * (count != 1)} to {display_path(out_path)}")
+
+
 @cli.group()
 def unsubscribes() -> None:
     """Manage suppressed addresses: nobody on this list is ever sent to.
@@ -323,6 +349,26 @@ def _who() -> str:
         return getpass.getuser()
     except (OSError, KeyError):
         return "unknown user"
+
+
+@cli.command("signup-form")
+@click.option("--form", "form_id", default="signup", show_default=True, help="Names the form in consent records.")
+@config_option
+def signup_form(form_id: str, config_path: Path | None) -> None:
+    """Print the HTML sign-up form to paste into your website; it posts to [signup] url.
+
+    \b
+    Example:
+        newsletter signup-form --form homepage > signup-form.html
+    """
+    from newsletter_cli.consent.signup import FORM_ID, SignupError, form_snippet
+
+    config = _config(config_path)
+    if config.signup_url is None or config.signup_wording is None:
+        raise SignupError("set [signup] url and wording in newsletter.toml first")
+    if not FORM_ID.match(form_id):
+        raise SignupError(f"--form {form_id!r}: use letters, digits, - and _ (at most 40)")
+    click.echo(form_snippet(config, form_id))
 
 
 @cli.group()

@@ -58,6 +58,10 @@ class Config:
     events_public_key: str | None = None  # the Event Webhook's verification key (base64 SPKI)
     events_keep_client: bool = False  # keep an event's IP address and user agent
     consent_require: bool = False  # send only to people with live consent in the ledger
+    signup_url: str | None = None  # the public address of `newsletter serve`'s /subscribe
+    signup_wording: str | None = None  # the consent checkbox's words, exactly
+    signup_keep_ip: bool = False  # keep the IP address a signup came from
+    signup_trusted_proxy: str | None = None  # its X-Forwarded-For is believed; nobody else's
 
     @property
     def root(self) -> Path:
@@ -175,6 +179,22 @@ def _public_key(value: Any) -> str:
     return text
 
 
+def _signup_url(value: Any) -> str:
+    url = _url(value, https_only=True)
+    if not urlsplit(url).path.rstrip("/").endswith("/subscribe") or urlsplit(url).query:
+        raise ValueError("expected the public URL of newsletter serve's /subscribe, like https://clinic.ca/subscribe")
+    return url.rstrip("/")
+
+
+def _ip(value: Any) -> str:
+    import ipaddress
+
+    try:
+        return str(ipaddress.ip_address(str(value).strip()))
+    except ValueError:
+        raise ValueError("expected an IP address, like 10.0.0.2") from None
+
+
 def _phones(value: Any) -> tuple[tuple[str, str], ...]:
     if not isinstance(value, dict) or not all(isinstance(v, str) and re.search(r"\d", v) for v in value.values()):
         raise ValueError('expected a table of label = "phone number"')
@@ -211,6 +231,12 @@ SCHEMA: dict[str, dict[str, tuple[Checker, bool, str]]] = {
     },
     "consent": {
         "require": (_bool, False, "consent_require"),
+    },
+    "signup": {
+        "url": (_signup_url, False, "signup_url"),
+        "wording": (_text, False, "signup_wording"),
+        "keep_ip": (_bool, False, "signup_keep_ip"),
+        "trusted_proxy": (_ip, False, "signup_trusted_proxy"),
     },
     "events": {
         "path": (_path, False, "events_path"),

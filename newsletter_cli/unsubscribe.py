@@ -54,11 +54,11 @@ _INNER_PAD = bytes(x ^ 0x36 for x in range(256))
 _OUTER_PAD = bytes(x ^ 0x5C for x in range(256))
 
 
-def _b64(data: bytes) -> str:
+def b64url(data: bytes) -> str:
     return binascii.b2a_base64(data, newline=False).translate(_URLSAFE).rstrip(b"=").decode()
 
 
-def _unb64(text: str) -> bytes:
+def unb64url(text: str) -> bytes:
     return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
 
 
@@ -86,7 +86,7 @@ class Signer:
 
     def token(self, email: str) -> str:
         address = email.strip().lower().encode()
-        return f"{_b64(address)}.{_b64(self.mac(address))}"
+        return f"{b64url(address)}.{b64url(self.mac(address))}"
 
 
 def make_token(secret: bytes, list_id: str, email: str) -> str:
@@ -99,12 +99,12 @@ def read_token(secret: bytes, list_id: str, token: str) -> str | None:
     if not dot or not payload or not signature:
         return None
     try:
-        address = _unb64(payload).decode()
-        given = _unb64(signature)
+        address = unb64url(payload).decode()
+        given = unb64url(signature)
     except (binascii.Error, UnicodeDecodeError, ValueError):
         return None
     # base64 decoding tolerates some non-canonical spellings; insist on the exact token we make
-    if _b64(address.encode()) != payload or _b64(given) != signature or address != address.strip().lower():
+    if b64url(address.encode()) != payload or b64url(given) != signature or address != address.strip().lower():
         return None
     return address if hmac.compare_digest(given, Signer(secret, list_id).mac(address.encode())) else None
 

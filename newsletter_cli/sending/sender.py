@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import itertools
 import os
 import queue
 import secrets
@@ -30,13 +31,18 @@ from newsletter_cli.render import Rendered, issue_fields, render
 from newsletter_cli.sendgrid_api import KEY_ENV, SendGrid, SendGridError, Timing
 from newsletter_cli.sending.payload import MAX_BATCH, Personalizer, envelope
 from newsletter_cli.sending.processes import Child
-from newsletter_cli.sending.reader import ListReader
+from newsletter_cli.sending.reader import CHUNK, ListReader
 from newsletter_cli.sending.workers import CRASHED, REFUSED, STOPPED, Answer, Workers, WorkerSpec
-from newsletter_cli.store import LockHeld, SendLock, Store
+from newsletter_cli.store import LockHeld, SendLock, Store, signups
 from newsletter_cli.store.journal import FAILED, PENDING, SENT, UNCERTAIN, Journal
+from newsletter_cli.store.journal import record as journal_record
 
 MAX_CONTENT_BYTES = 10 * 1024 * 1024  # html + text, leaving room under the 30 MB request limit
 MAX_SCHEDULE = dt.timedelta(hours=72)
+
+
+class SignupChunk(list[tuple[str, str]]):
+    """Journal records of confirmed signups (counted apart from the list's rows)."""
 
 
 class SendError(NewsletterError):
@@ -246,12 +252,17 @@ class Sender:
                     syncing = background.submit(self._sync)
                 return syncing
 
+            signed_up = 0
+
             def chunks() -> Iterator[list[tuple[str, str]]]:
-                for chunk in reader:
+                nonlocal signed_up
+                for chunk in itertools.chain(reader, self._signups()):
                     if rendering.ready():
                         rendered_then_sync()
                     if syncing is not None and syncing.done() and syncing.exception():
                         syncing.result()  # a refused key: stop reading now
+                    if isinstance(chunk, SignupChunk):
+                        signed_up += len(chunk)
                     if gate is not None:
                         refused = gate.refused([key for key, _ in chunk])
                         chunk = [(key, record) for key, record in chunk if key not in refused]
@@ -270,7 +281,7 @@ class Sender:
         counts.invalid = reader.invalid
         counts.unsubscribed = reader.unsubscribed
         gated = sum(gate.skipped.values()) if gate is not None else 0
-        counts.duplicates = reader.valid - listed - gated
+        counts.duplicates = reader.valid + signed_up - listed - gated
         counts.suppressed, dropped = self.journal.settle(run)
         counts.valid = listed - counts.suppressed
         counts.rows = counts.invalid + counts.unsubscribed + counts.duplicates + listed + gated
@@ -284,6 +295,18 @@ class Sender:
             plan.sent_elsewhere = self.journal.sent_elsewhere(run)
         plan.already_sent -= plan.sent_elsewhere
         return plan
+
+    def _signups(self) -> Iterator[SignupChunk]:
+        """Confirmed signups, after the list: a row of the list wins for the same address."""
+        chunk = SignupChunk()
+        for signup in signups.confirmed(self.store):
+            fields = {"first_name": signup.first_name} if signup.first_name and "first_name" in self.kept else {}
+            chunk.append((signup.email, journal_record(signup.address, signup.first_name, fields)))
+            if len(chunk) == CHUNK:
+                yield chunk
+                chunk = SignupChunk()
+        if chunk:
+            yield chunk
 
     def consent_gate(self) -> Gate | None:
         """With [consent] require, who may be mailed is decided at the send time (--at's, or now)."""

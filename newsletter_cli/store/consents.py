@@ -32,7 +32,7 @@ INSERT = f"INSERT INTO consents ({COLUMNS}) VALUES ({', '.join('?' * 13)})"
 def append(store: Store, records: Iterable[Record]) -> int:
     """Append records in one transaction; returns how many."""
     stamp = now()
-    rows = [_row(r, stamp) for r in records]
+    rows = [record_values(r, stamp) for r in records]
     with store.transaction() as db:
         db.executemany(INSERT, rows)
     return len(rows)
@@ -48,11 +48,11 @@ def lift_suppression(store: Store, record: Record) -> str | None:
             return None
         db.execute("DELETE FROM suppressions WHERE email = ?", (email,))
         db.execute("DELETE FROM pushes WHERE email = ?", (email,))
-        db.execute(INSERT, _row(record, now()))
+        db.execute(INSERT, record_values(record, now()))
     return str(row[0])
 
 
-def _row(r: Record, stamp: str) -> tuple[str | None, ...]:
+def record_values(r: Record, stamp: str) -> tuple[str | None, ...]:
     when = (_iso(r.occurred_at), _iso(r.confirmed_at), _iso(r.expires_at))
     email = r.email.strip().lower()
     return (email, r.kind, r.basis, r.method, r.source, r.wording, *when, r.recorded_by, r.evidence, r.ip, stamp)

@@ -146,6 +146,25 @@ MIGRATIONS: tuple[str, ...] = (
     ALTER TABLE sends ADD COLUMN no_consent INTEGER NOT NULL DEFAULT 0;
     ALTER TABLE sends ADD COLUMN consent_lapsed INTEGER NOT NULL DEFAULT 0;
     """,
+    # signups through the form (store/signups.py): pending until confirmed, never mailed before
+    """
+    CREATE TABLE signups (
+        email TEXT PRIMARY KEY,                  -- lower-cased
+        address TEXT NOT NULL,                   -- as typed, cleaned
+        first_name TEXT NOT NULL DEFAULT '',
+        form TEXT NOT NULL,
+        wording TEXT NOT NULL,                   -- SHA-256 of the checkbox's words
+        status TEXT NOT NULL CHECK (status IN ('pending', 'confirmed')),
+        requested_at TEXT NOT NULL,
+        confirmed_at TEXT,
+        ip TEXT
+    ) WITHOUT ROWID;
+    CREATE TABLE confirmation_mails (
+        email TEXT NOT NULL,
+        sent_at TEXT NOT NULL
+    );
+    CREATE INDEX confirmation_mails_by_email ON confirmation_mails (email, sent_at);
+    """,
 )
 
 

@@ -64,7 +64,7 @@ class Endpoint:
             return respond("405 Method Not Allowed", "not-allowed", "Not allowed", [("Allow", "GET, HEAD, POST")])
         query = parse_qs(environ.get("QUERY_STRING", ""))
         try:
-            form = _form(environ) if method == "POST" else {}
+            form = read_form(environ) if method == "POST" else {}
         except ValueError:
             return respond("400 Bad Request", "unreadable", "Bad request")
         if form is None:
@@ -108,7 +108,7 @@ class _Responder:
         return [] if self.method == "HEAD" else [data]
 
 
-def _form(environ: Environ) -> dict[str, list[str]] | None:
+def read_form(environ: Environ) -> dict[str, list[str]] | None:
     """The fields of a form-urlencoded or multipart POST body; None when it is too large;
     ValueError when it cannot be read (an unknown charset, say)."""
     try:
