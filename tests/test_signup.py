@@ -248,3 +248,17 @@ def test_an_unsubscribe_after_confirming_appends_withdrawn(runner, server, sendg
     shown = consent_of(runner, "ana@testnews.ca").splitlines()
     assert shown[0] == "ana@testnews.ca: may not be mailed (consent withdrawn)"
     assert shown[-1].endswith(": withdrew consent (staff, cli)")
+
+
+def test_the_form_page_shows_the_exact_wording_unticked_and_the_sender(server):
+    status, page = server.request("/subscribe")
+    assert status == 200
+    assert f'<input type="checkbox" name="consent" value="yes" required> {WORDING}' in page
+    assert "Test News, 1 Test Street, Testville" in page and 'name="website"' in page
+
+
+def test_a_pending_signup_is_never_mailed(server, sendgrid, runner):
+    server.subscribe("ana@testnews.ca")
+    (server.config.root / "subscribers.csv").write_text("email,first_name\nlee@testnews.ca,Lee\n")
+    assert send(runner, "--yes").exit_code == 0
+    assert [d.email for d in sendgrid.deliveries if d.subject.startswith("News for")] == ["lee@testnews.ca"]
