@@ -78,6 +78,7 @@ def test_whose_consent_is_live(records, live, reason):
 
 
 IMPORT = ["consent", "import"]
+IMPORT_SIGNUPS = [*IMPORT, "signups.csv", "--kind", "express", "--method", "paper form", "--date-column", "signed"]
 SIGNUPS = "email,first_name,signed\nana@testnews.ca,Ana,2026-11-02\nlee@testnews.ca,Lee,2026-10-15T14:30\n"
 
 
@@ -157,18 +158,7 @@ def test_implied_consent_needs_its_basis(runner, folder):
 
 def test_every_unsubscribe_route_appends_a_withdrawal(runner, folder, webhook):
     (folder / "signups.csv").write_text(SIGNUPS)
-    args = [
-        "consent",
-        "import",
-        "signups.csv",
-        "--kind",
-        "express",
-        "--method",
-        "paper form",
-        "--date-column",
-        "signed",
-    ]
-    assert runner.invoke(cli, args).exit_code == 0
+    assert runner.invoke(cli, IMPORT_SIGNUPS).exit_code == 0
     assert runner.invoke(cli, ["unsubscribes", "add", "ana@testnews.ca"]).exit_code == 0
     webhook(sg("spamreport", "lee@testnews.ca", 1, timestamp=int(time.time())))
     (folder / "left.csv").write_text("email\nkim@testnews.ca\n")
@@ -187,18 +177,7 @@ def test_every_unsubscribe_route_appends_a_withdrawal(runner, folder, webhook):
 
 def test_the_ledger_cannot_be_changed_only_added_to(folder, runner):
     (folder / "signups.csv").write_text(SIGNUPS)
-    args = [
-        "consent",
-        "import",
-        "signups.csv",
-        "--kind",
-        "express",
-        "--method",
-        "paper form",
-        "--date-column",
-        "signed",
-    ]
-    assert runner.invoke(cli, args).exit_code == 0
+    assert runner.invoke(cli, IMPORT_SIGNUPS).exit_code == 0
     with Store.for_folder(folder / ".newsletter") as store:
         for sql in ("UPDATE consents SET kind = 'implied'", "DELETE FROM consents"):
             with pytest.raises(StoreError, match="append-only"), store.transaction() as db:
