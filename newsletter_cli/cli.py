@@ -351,6 +351,33 @@ def _who() -> str:
         return "unknown user"
 
 
+@cli.command()
+@click.option(
+    "--out", "out_dir", type=click.Path(file_okay=False, path_type=Path), help="Default: site/ in the folder."
+)
+@click.option("--all", "include_all", is_flag=True, help="Also issues not sent yet.")
+@config_option
+def archive(out_dir: Path | None, include_all: bool, config_path: Path | None) -> None:
+    """Write the web archive of sent issues: a page each, an index, latest/ and an Atom feed,
+    with the pictures they show; upload the folder to [archive] url.
+
+    \b
+    Example:
+        newsletter archive --out site/
+    """
+    from newsletter_cli.archive.site import write_site
+
+    config = _config(config_path)
+    written = write_site(config, out_dir or config.root / "site", include_all)
+    for reason in written.left_out:
+        click.echo(f"Left out {reason}")
+    count = len(written.issues)
+    click.echo(
+        f"Wrote {display_path(written.out_dir)}/: {count} issue{'s' * (count != 1)}, index.html, latest/ and "
+        f"feed.xml ({len(written.files)} files); publish it at {config.archive_url}/"
+    )
+
+
 @cli.command("signup-form")
 @click.option("--form", "form_id", default="signup", show_default=True, help="Names the form in consent records.")
 @config_option
@@ -705,6 +732,10 @@ def send(
                 raise SystemExit(1)
         outcome = _run_with_progress(sender, plan)
     line, code = _report(outcome, issue, again)
+    if config.archive_url and outcome.sent:
+        from newsletter_cli.render import web_url
+
+        click.echo(f"Its web version is {web_url(config, issue.stem)}: publish it with 'newsletter archive'.")
     if plan.send_at and outcome.sent and code == 0:
         from newsletter_cli.sending.cancel import deadline
 

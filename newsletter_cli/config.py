@@ -58,6 +58,7 @@ class Config:
     events_public_key: str | None = None  # the Event Webhook's verification key (base64 SPKI)
     events_keep_client: bool = False  # keep an event's IP address and user agent
     consent_require: bool = False  # send only to people with live consent in the ledger
+    archive_url: str | None = None  # where `newsletter archive`'s site is published (https)
     signup_url: str | None = None  # the public address of `newsletter serve`'s /subscribe
     signup_wording: str | None = None  # the consent checkbox's words, exactly
     signup_keep_ip: bool = False  # keep the IP address a signup came from
@@ -186,6 +187,13 @@ def _signup_url(value: Any) -> str:
     return url.rstrip("/")
 
 
+def _archive_url(value: Any) -> str:
+    url = _url(value, https_only=True)
+    if urlsplit(url).query or urlsplit(url).fragment:
+        raise ValueError("expected the archive's address without ? or #, like https://clinic.ca/newsletter")
+    return url.rstrip("/")
+
+
 def _ip(value: Any) -> str:
     import ipaddress
 
@@ -231,6 +239,9 @@ SCHEMA: dict[str, dict[str, tuple[Checker, bool, str]]] = {
     },
     "consent": {
         "require": (_bool, False, "consent_require"),
+    },
+    "archive": {
+        "url": (_archive_url, False, "archive_url"),
     },
     "signup": {
         "url": (_signup_url, False, "signup_url"),

@@ -19,7 +19,7 @@ from newsletter_cli.config import CONTROL
 from newsletter_cli.errors import IssueError
 
 DEFAULT_TEMPLATE = "newsletter.mjml.j2"
-FRONT_MATTER_KEYS = ("subject", "preheader", "date", "template")
+FRONT_MATTER_KEYS = ("subject", "preheader", "date", "template", "archive")
 FENCE = re.compile(r"^(---|\.\.\.)\s*$")
 
 
@@ -33,6 +33,7 @@ class Issue:
     date: dt.date | None = None
     template: str = DEFAULT_TEMPLATE
     key_lines: dict[str, int] = field(default_factory=dict)
+    archive: bool = True  # false: `newsletter archive` leaves this issue out
 
     @property
     def slug(self) -> str:
@@ -93,7 +94,11 @@ def parse_issue(text: str, path: Path) -> Issue:
     template = data.get("template") or DEFAULT_TEMPLATE
     if not isinstance(template, str) or "/" in template or "\\" in template or template.startswith("."):
         raise fail("template", "expected a file name in templates/, such as newsletter.mjml.j2")
+    archive = data.get("archive", True)
+    if not isinstance(archive, bool):
+        raise fail("archive", "expected true or false")
     return Issue(
+        archive=archive,
         path=path,
         subject=subject,
         preheader=preheader,

@@ -9,7 +9,7 @@ from __future__ import annotations
 import html
 import re
 import textwrap
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from urllib.parse import urljoin, urlsplit
 
@@ -40,10 +40,13 @@ def markdown_parser(typographer: bool = False) -> MarkdownIt:
     return md.use(footnote_plugin)
 
 
-def convert(source: str, website: str, typographer: bool = False) -> Document:
+def convert(
+    source: str, website: str, typographer: bool = False, images: Callable[[str], str | None] | None = None
+) -> Document:
+    """``images``: the published URL of a picture on this computer (the archive's), or None."""
     md = markdown_parser(typographer)
     tokens = md.parse(source)
-    _absolutize(tokens, website)
+    _absolutize(tokens, website, images)
     for token, slug in heading_ids(tokens):
         token.attrSet("id", slug)
     blocks = list(_blocks(tokens))
@@ -87,11 +90,14 @@ def absolute_url(url: str, website: str) -> str:
     return urljoin(website, url)
 
 
-def _absolutize(tokens: Sequence[Token], website: str) -> None:
+def _absolutize(tokens: Sequence[Token], website: str, images: Callable[[str], str | None] | None) -> None:
     for token in tokens:
         for child in token.children or ():
+            published = images(str(child.attrs["src"])) if images and child.type == "image" else None
+            if published:
+                child.attrs["src"] = published
             for attr in ("href", "src"):
-                if child.attrs.get(attr) is not None:
+                if child.attrs.get(attr) is not None and not (attr == "src" and published):
                     child.attrs[attr] = absolute_url(str(child.attrs[attr]), website)
             if child.type == "link_open" and str(child.attrs.get("href", "")).startswith("tel:"):
                 child.attrSet("class", "nl-nowrap")  # a phone number never wraps at its hyphen

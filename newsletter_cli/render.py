@@ -15,7 +15,7 @@ import logging
 import re
 import sys
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -66,6 +66,7 @@ class Rendered:
     text: str
     fields: tuple[MergeField, ...]
     mjml: str = ""  # what mjml-python was given, for `build --mjml`
+    images: dict[str, Path] = field(default_factory=dict)  # pictures to publish: archive name -> file
 
     @property
     def issue_fields(self) -> tuple[MergeField, ...]:
@@ -91,12 +92,21 @@ def template_environment(config: Config) -> jinja2.Environment:
     return SandboxedEnvironment(loader=loader, autoescape=True, undefined=jinja2.StrictUndefined)
 
 
-def render(issue: Issue, config: Config, columns: frozenset[str] | None = None) -> Rendered:
-    """Render an issue; with ``columns`` (the list's header), an unknown merge field is an error."""
+def web_url(config: Config, slug: str) -> str:
+    """An issue's page in the archive: the same for every recipient."""
+    assert config.archive_url is not None
+    return f"{config.archive_url}/{slug}/"
+
+
+def render(issue: Issue, config: Config, columns: frozenset[str] | None = None, web: bool = False) -> Rendered:
+    """Render an issue; with ``columns`` (the list's header), an unknown merge field is an error.
+    ``web``: the archive's version, for nobody: a Subscribe link where the email unsubscribes."""
     from newsletter_cli import markup
+    from newsletter_cli.archive.images import Publisher
 
     (subject, preheader, body), fields = _merge_parts(issue, columns)
-    document = markup.convert(body, config.website, config.typographer)
+    images = Publisher(issue.path.parent, config.archive_url) if config.archive_url else None
+    document = markup.convert(body, config.website, config.typographer, images)
     env = template_environment(config)
     context = {
         "newsletter": {
@@ -115,8 +125,11 @@ def render(issue: Issue, config: Config, columns: frozenset[str] | None = None) 
             "date_text": f"{issue.date:%B} {issue.date.day}, {issue.date.year}" if issue.date else "",
             "slug": issue.slug,
         },
-        "email": EMAIL_FIELD.token(),  # for templates that show the address
-        "unsubscribe_url": UNSUBSCRIBE_FIELD.token(),
+        "email": "" if web else EMAIL_FIELD.token(),  # for templates that show the address
+        "unsubscribe_url": "" if web else UNSUBSCRIBE_FIELD.token(),
+        "web": web,
+        "web_url": web_url(config, issue.slug) if config.archive_url else "",
+        "subscribe_url": config.signup_url or config.website,
     }
     mjml = _render_template(
         _template(env, issue, issue.template), context, sections=[Markup(s) for s in document.sections]
@@ -142,6 +155,7 @@ def render(issue: Issue, config: Config, columns: frozenset[str] | None = None) 
         text=merge.to_context(_tidy_text(text), TEXT_CONTEXT),
         fields=used,
         mjml=mjml,
+        images=dict(images.files) if images else {},
     )
 
 
@@ -164,14 +178,14 @@ def _merge_parts(issue: Issue, columns: frozenset[str] | None) -> tuple[tuple[st
 
 
 def _check_columns(fields: tuple[MergeField, ...], columns: frozenset[str], path: Path) -> None:
-    for field in fields:
-        if field.default is None and field.name not in columns:
+    for used in fields:
+        if used.default is None and used.name not in columns:
             known = ", ".join(sorted(columns)) or "none"
             raise RenderError(
-                f"unknown merge field subscriber.{field.name}: the list has no such column "
+                f"unknown merge field subscriber.{used.name}: the list has no such column "
                 f'(columns: {known}); add the column or a | default("...")',
                 path,
-                field.line,
+                used.line,
             )
 
 

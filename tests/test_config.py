@@ -65,8 +65,8 @@ def test_a_single_problem_is_one_line(tmp_path):
     with pytest.raises(ConfigError) as error:
         load_config(path, environ={})
     assert error.value.message == (
-        f"{path}:9: unknown section [extra] "
-        "(expected one of [newsletter], [unsubscribe], [sendgrid], [tracking], [consent], [signup], [events])"
+        f"{path}:9: unknown section [extra] (expected one of [newsletter], [unsubscribe], [sendgrid], "
+        "[tracking], [consent], [archive], [signup], [events])"
     )
 
 

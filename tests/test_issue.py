@@ -40,7 +40,7 @@ def test_the_example_issue_has_no_web_page_debris_and_tel_links():
         ("---\npreheader: x\n---\n", "front matter: 'subject' is required", 2),
         (
             "---\nsubject: x\nsubjet: y\n---\n",
-            "front matter 'subjet': unknown key (expected one of subject, preheader, date, template)",
+            "front matter 'subjet': unknown key (expected one of subject, preheader, date, template, archive)",
             3,
         ),
         (

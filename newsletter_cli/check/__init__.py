@@ -57,7 +57,7 @@ def findings(
         *source.front_matter(issue, file, seen_subject),
         *placeholders.issue(issue, file),
         *placeholders.config(config),
-        *source.source(issue, file),
+        *source.source(issue, file, config.archive_url is not None),
         *clients.css(issue.body, issue.body_line, file),
         *clients.elements(issue.body, issue.body_line, file),
         *clients.templates(issue, config),

@@ -16,6 +16,7 @@ from markdown_it.token import Token
 from mdit_py_plugins.footnote import footnote_plugin
 
 from newsletter_cli import merge
+from newsletter_cli.archive import images
 from newsletter_cli.check.finding import ERROR, WARNING, Finding, article
 from newsletter_cli.issue import Issue
 from newsletter_cli.markup import heading_ids
@@ -71,14 +72,15 @@ def _every_link(url: str) -> bool:
     return True
 
 
-def source(issue: Issue, file: str) -> Iterator[Finding]:
+def source(issue: Issue, file: str, archive: bool = False) -> Iterator[Finding]:
+    """``archive``: [archive] url is set, so pictures beside the issue are published with it."""
     body = issue.body
     tokens = _parser().parse(body)
     yield from _fragments(tokens, issue, file)
     for token in tokens:
         first = issue.file_line((token.map or [0])[0] + 1)
         if token.type == "inline":
-            yield from _inline(token, first, file, issue.path.parent)
+            yield from _inline(token, first, file, issue.path.parent, archive)
             yield from _template_syntax(token.content, first, file)
             yield from _spaced_images(token.content, first, file)
         elif token.type == "html_block":
@@ -133,17 +135,39 @@ def _blank(match: re.Match[str]) -> str:
 LOCAL_PATH = re.compile(r"^(?:\.{1,2}[\\/]|~[\\/]|[A-Za-z]:[\\/]|file:|\\\\)|\\", re.I)
 # ![alt](my photo.jpg): Markdown takes no space in a link, so it reaches the email as text
 SPACED_IMAGE = re.compile(r"!\[[^\]\n]*\]\(([^)\n]*\s[^)\n]*)\)")
-IMAGE_HOME = "upload it to your website and use its address there (the guide, section 5: where images go)"
+IMAGE_HOME = (
+    "set [archive] url and 'newsletter archive' publishes it (or upload it to your website and use its address "
+    "there; the guide, section 5: where images go)"
+)
 
 
-def _local_image(src: str, line: int, file: str, base: Path | None) -> Iterator[Finding]:
-    """A picture on the writer's computer: no recipient can see it."""
+def _local_image(src: str, line: int, file: str, base: Path | None, archive: bool = False) -> Iterator[Finding]:
+    """A picture on the writer's computer: no recipient can see it, unless the archive publishes
+    it (a picture beside the issue, with [archive] url set)."""
+    if archive and base is not None and (path := images.local_file(src, base)) is not None:
+        yield from _large_image(path, line, file)
+        return
     src = unquote(src.strip())  # Markdown percent-encodes a backslash
     if not src or ("://" in src.split("?")[0] and not src.lower().startswith("file:")):
         return
     exists = base is not None and not src.startswith("/") and ":" not in src and (base / src).is_file()
     if LOCAL_PATH.search(src) or exists:
         yield Finding(file, line, ERROR, "image-local", f"{src[:60]!r} is a picture on this computer: {IMAGE_HOME}")
+
+
+def _large_image(path: Path, line: int, file: str) -> Iterator[Finding]:
+    size, width = path.stat().st_size, images.width_of(path)
+    if size > images.LARGE_BYTES or (width or 0) > images.WIDE_PX:
+        yield Finding(
+            file,
+            line,
+            WARNING,
+            "image-large",
+            f"{path.name} is {size / 1024 / 1024:.1f} MB"
+            + (f", {width} px wide" if width else "")
+            + f": email clients show pictures over 1 MB or {images.WIDE_PX} px wide slowly or not at all; "
+            "make it smaller",
+        )
 
 
 def _spaced_images(text: str, line: int, file: str) -> Iterator[Finding]:
@@ -178,7 +202,7 @@ def _template_syntax(text: str, line: int, file: str) -> Iterator[Finding]:
         )
 
 
-def _inline(token: Token, line: int, file: str, base: Path | None = None) -> Iterator[Finding]:
+def _inline(token: Token, line: int, file: str, base: Path | None = None, archive: bool = False) -> Iterator[Finding]:
     """Links and images of one inline run; soft and hard breaks tell which line each is on."""
     text: list[str] | None = None
     href_line = line
@@ -197,7 +221,7 @@ def _inline(token: Token, line: int, file: str, base: Path | None = None) -> Ite
             text.append(child.content)
         elif child.type == "image":
             yield from _url(str(child.attrs.get("src", "")), line, file, "image", relative_ok=True)
-            yield from _local_image(str(child.attrs.get("src", "")), line, file, base)
+            yield from _local_image(str(child.attrs.get("src", "")), line, file, base, archive)
             if not child.content.strip():
                 yield Finding(file, line, ERROR, "image-alt", "an image without alt text")
         elif child.type == "html_inline":
