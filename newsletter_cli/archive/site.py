@@ -17,6 +17,7 @@ import os
 import re
 import shutil
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -162,30 +163,27 @@ def _feed(config: Config, pages: list[Page]) -> str:
 
 
 def _write(path: Path, text: str) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, draft = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    try:
-        with os.fdopen(handle, "w", encoding="utf-8") as out:
-            out.write(text)
-        os.chmod(draft, FILE_MODE)
-        os.replace(draft, path)
-    except BaseException:
-        Path(draft).unlink(missing_ok=True)
-        raise
-    return path
+    return _atomically(path, lambda draft: draft.write_text(text, encoding="utf-8"))
 
 
 def _copy(source: Path, target: Path) -> Path:
     if target.exists():  # its name is its content's hash: the same picture
         return target
-    target.parent.mkdir(parents=True, exist_ok=True)
-    handle, draft = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.")
+    return _atomically(target, lambda draft: shutil.copyfile(source, draft))
+
+
+def _atomically(path: Path, fill: Callable[[Path], object]) -> Path:
+    """Write a file under a temporary name beside it, make it world-readable, then rename it
+    into place: a web server never serves half a file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle, name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
     os.close(handle)
+    draft = Path(name)
     try:
-        shutil.copyfile(source, draft)
+        fill(draft)
         os.chmod(draft, FILE_MODE)
-        os.replace(draft, target)
+        os.replace(draft, path)
     except BaseException:
-        Path(draft).unlink(missing_ok=True)
+        draft.unlink(missing_ok=True)
         raise
-    return target
+    return path
