@@ -4,6 +4,7 @@ import json
 import os
 import shutil
 import signal
+import stat
 import subprocess
 import time
 from collections import Counter
@@ -247,6 +248,9 @@ def test_dry_run_writes_payloads_and_a_real_eml_and_touches_no_journal(runner, n
     ):
         assert header in eml
     assert SECRET not in eml and SECRET not in (out / "batch-0001.json").read_text()
+    if os.name == "posix":  # for any mail client or colleague to open, as build/ is
+        assert stat.S_IMODE(out.stat().st_mode) == 0o755
+        assert {stat.S_IMODE(p.stat().st_mode) for p in out.iterdir()} == {0o644}
 
 
 def test_suppressed_and_unsubscribed_addresses_receive_nothing(runner, newsletter, sendgrid):

@@ -63,6 +63,7 @@ def dry_run(sender: Sender, out_dir: Path) -> tuple[Plan, int]:
         if batch:
             files += 1
             _write_json(staging / f"batch-{files:04d}.json", sender.personalizer.payload(envelope, batch))
+        staging.chmod(0o755)  # mkdtemp makes it private; its files are for any mail client to open
         if out_dir.exists():
             shutil.rmtree(out_dir)
         staging.rename(out_dir)
