@@ -378,6 +378,36 @@ def archive(out_dir: Path | None, include_all: bool, config_path: Path | None) -
     )
 
 
+@cli.command()
+@click.option("--json", "as_json", is_flag=True, help="A JSON list of {level, code, message}.")
+@click.option("--http", "probe", is_flag=True, help="Also send the unsubscribe endpoint a HEAD request.")
+@config_option
+def doctor(as_json: bool, probe: bool, config_path: Path | None) -> None:
+    """Check, before the first send, that mail from this folder will arrive: SendGrid's domain
+    authentication and key scopes, SPF, DMARC and DKIM in the DNS, the unsubscribe endpoint.
+
+    Exit status 1 on any error. A check that cannot be made (no network, no key) is a warning.
+
+    \b
+    Example:
+        SENDGRID_API_KEY=... newsletter doctor
+    """
+    from newsletter_cli.doctor.finding import ERROR
+    from newsletter_cli.doctor.run import examine
+
+    found = examine(_config(config_path), probe=probe)
+    if as_json:
+        click.echo(json.dumps([{"level": f.level, "code": f.code, "message": f.message} for f in found]))
+    else:
+        for finding in found:
+            click.echo(str(finding))
+        errors = sum(f.level == ERROR for f in found)
+        warnings = sum(f.level == "warning" for f in found)
+        click.echo(f"{errors} error{'s' * (errors != 1)}, {warnings} warning{'s' * (warnings != 1)}")
+    if any(f.level == ERROR for f in found):
+        raise SystemExit(1)
+
+
 @cli.command("signup-form")
 @click.option("--form", "form_id", default="signup", show_default=True, help="Names the form in consent records.")
 @config_option
@@ -717,6 +747,10 @@ def send(
             return
         plan = sender.prepare()
         _show_plan(plan, sender)
+        from newsletter_cli.doctor.run import quick
+
+        for finding in quick(config):
+            click.echo(f"{'Doctor:':<13}{finding.message} (a warning: see 'newsletter doctor')")
         if plan.to_send == 0:
             sender.confirm(plan)
             line, code = _report(Outcome(counts=sender.outcome_counts(plan)), issue, again)
@@ -1058,8 +1092,11 @@ def preview_command(
 @list_option
 @click.option("--json", "as_json", is_flag=True, help="A JSON list of {level, code, message, file, line}.")
 @click.option("--spam", "spam", is_flag=True, help="Also score the email with a local SpamAssassin.")
+@click.option("--sendgrid", "ask_sendgrid", is_flag=True, help="Also have SendGrid validate the first batch (sandbox).")
 @config_option
-def check(issue: Path, list_path: Path | None, as_json: bool, spam: bool, config_path: Path | None) -> None:
+def check(
+    issue: Path, list_path: Path | None, as_json: bool, spam: bool, ask_sendgrid: bool, config_path: Path | None
+) -> None:
     """Find what would break the email: clipping, missing alt text, bad links, unknown fields...
 
     Prints FILE:LINE: error|warning: message, then a summary; exits 1 on any error. Each
@@ -1078,6 +1115,11 @@ def check(issue: Path, list_path: Path | None, as_json: bool, spam: bool, config
     if spam:
         spam_findings, spam_notes = checks.spam(issue, config)
         findings, notes = sorted([*findings, *spam_findings], key=checks.Finding.sort_key), [*notes, *spam_notes]
+    if ask_sendgrid:
+        from newsletter_cli.check.sandbox import sandbox
+
+        sandbox_findings, sandbox_notes = sandbox(issue, config, list_path)
+        findings, notes = sorted([*findings, *sandbox_findings], key=checks.Finding.sort_key), [*notes, *sandbox_notes]
     for note in notes:
         click.echo(f"Note: {note}", err=True)
     errors = sum(f.level == checks.ERROR for f in findings)

@@ -264,6 +264,12 @@ class SendGrid:
             raise NotSendGrid(f"{self.host} answered GET /v3/{path} with JSON that is not SendGrid's list")
         return next((str(entry.get("status")) for entry in found if entry.get("batch_id") == batch_id), "")
 
+    # --- the account, for `newsletter doctor` ---------------------------------------------------
+
+    def read(self, path: str) -> Any:
+        """A GET of SendGrid's JSON (domains, scopes, settings)."""
+        return self._json("GET", path, self.request("GET", path))
+
     # --- suppressions ------------------------------------------------------------------------
 
     def suppression_list(self, path: str) -> Iterator[str]:

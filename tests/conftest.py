@@ -43,6 +43,9 @@ url = "https://testnews.ca/unsubscribe"
 def hermetic(monkeypatch: pytest.MonkeyPatch) -> None:
     for name in SECRET_VARS:
         monkeypatch.delenv(name, raising=False)
+    # DNS lookups (the doctor's) go to a loopback port nothing listens on: refused at once
+    monkeypatch.setenv("NEWSLETTER_DNS_SERVERS", "127.0.0.1:9")
+    monkeypatch.setenv("NEWSLETTER_DNS_TIMEOUT", "0.05")
 
 
 @pytest.fixture(autouse=True)

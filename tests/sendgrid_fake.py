@@ -29,7 +29,13 @@ from referencing.jsonschema import DRAFT202012
 
 CONTRACTS = [
     Path(__file__).parent / "sendgrid_contract" / name
-    for name in ("sendgrid_v3_contract.json", "twilio_tsg_scheduled_sends_v3.json")
+    for name in (
+        "sendgrid_v3_contract.json",
+        "twilio_tsg_scheduled_sends_v3.json",
+        "twilio_tsg_domain_authentication_v3.json",
+        "twilio_tsg_scopes_v3.json",
+        "twilio_tsg_tracking_settings_v3.json",
+    )
 ]
 BASE = "urn:sendgrid-contract"
 API_KEY = "SG.test-key-for-the-loopback-server"
@@ -178,7 +184,12 @@ class FakeSendGrid:
         }
         self.groups: dict[str, list[str]] = {}
         self.global_added: list[str] = []
+        self.sandboxed: list[dict[str, Any]] = []  # requests in sandbox mode: validated, never delivered
         self.mail_batches: dict[str, str] = {}  # batch id -> "" (scheduled) or "cancel" / "pause"
+        self.domains: list[dict[str, Any]] = []  # authenticated domains, as GET /v3/whitelabel/domains lists them
+        self.scopes = ["mail.send", "suppression.read", "asm.groups.suppressions.read"]
+        self.scopes += ["asm.suppressions.global.create", "mail.batch.create", "user.scheduled_sends.create"]
+        self.tracking = {"click": {"enabled": True, "enable_text": False}, "open": {"enabled": True}}
         self.deliveries: list[Delivery] = []
         self.keep_content = True  # False: deliveries keep no subject/text/html (large lists)
         self.delay = 0.0  # seconds before answering a mail send
@@ -221,6 +232,10 @@ class FakeSendGrid:
         if method == "GET" and group:
             return 200, self.groups.get(group.group(1), []), {}
         if method == "POST" and path == "/v3/mail/send":
+            if body.get("mail_settings", {}).get("sandbox_mode", {}).get("enable"):
+                with self.lock:
+                    self.sandboxed.append(body)
+                return 200, None, {}  # validated, delivered to nobody
             return self._accept_mail(body)
         if method == "POST" and path == "/v3/mail/batch":
             with self.lock:
@@ -233,6 +248,13 @@ class FakeSendGrid:
                     return 400, {"errors": [{"field": "batch_id", "message": "already has a status, or unknown"}]}, {}
                 self.mail_batches[body["batch_id"]] = body["status"]
             return 201, body, {}
+        if method == "GET" and path == "/v3/whitelabel/domains":
+            return 200, self.domains, {}
+        if method == "GET" and path == "/v3/scopes":
+            return 200, {"scopes": self.scopes}, {}
+        tracking = re.fullmatch(r"/v3/tracking_settings/(click|open)", path)
+        if method == "GET" and tracking:
+            return 200, self.tracking[tracking.group(1)], {}
         scheduled = re.fullmatch(r"/v3/user/scheduled_sends/([^/]+)", path)
         if method == "GET" and scheduled:
             status = self.mail_batches.get(scheduled.group(1))
@@ -415,3 +437,29 @@ def rate_limited(seconds_from_now: float = 0.0, path: str | None = None) -> Faul
     reset = int(time.time() + seconds_from_now)
     headers = {"X-RateLimit-Limit": "600", "X-RateLimit-Remaining": "0", "X-RateLimit-Reset": str(reset)}
     return Fault(429, headers, {"errors": [{"message": "too many requests"}]}, path)
+
+
+def authenticated_domain(domain: str, subdomain: str = "em1234", valid: bool = True, number: int = 1) -> dict[str, Any]:
+    """An entry of GET /v3/whitelabel/domains, as SendGrid lists a domain it authenticated."""
+
+    def record(host: str, data: str) -> dict[str, Any]:
+        return {"valid": valid, "type": "cname", "host": host, "data": data}
+
+    return {
+        "id": number,
+        "user_id": 7,
+        "subdomain": subdomain,
+        "domain": domain,
+        "username": "clinic",
+        "ips": [],
+        "custom_spf": False,
+        "default": True,
+        "legacy": False,
+        "automatic_security": True,
+        "valid": valid,
+        "dns": {
+            "mail_cname": record(f"{subdomain}.{domain}", f"u7.wl{number}.sendgrid.net"),
+            "dkim1": record(f"s1._domainkey.{domain}", f"s1.domainkey.u7.wl{number}.sendgrid.net"),
+            "dkim2": record(f"s2._domainkey.{domain}", f"s2.domainkey.u7.wl{number}.sendgrid.net"),
+        },
+    }

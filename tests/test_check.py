@@ -419,3 +419,29 @@ def test_a_button_mark_and_code_are_no_leaks(folder, write_issue):
     source = "[Book now](https://testnews.ca/book){.button}\n\nIn code: `{#id}` and\n\n```\n*|FNAME|* [^1]\n```\n"
     found, _ = check(write_issue(source), load_config(folder / "newsletter.toml"))
     assert [f for f in found if f.code == "markup-leak"] == []
+
+
+def test_sendgrid_validates_the_first_batch_in_sandbox_mode_and_nothing_is_sent(runner, newsletter, sendgrid):
+    (newsletter / "subscribers.csv").write_text("email,first_name\nana@testnews.ca,Ana\nlee@testnews.ca,Lee\n")
+    result = runner.invoke(cli, ["check", "issues/test.md", "--sendgrid"])
+    assert "Note: --sendgrid: SendGrid validated the first batch (2 recipients) in sandbox mode; none was mailed" in (
+        result.output
+    )
+    [request] = sendgrid.sandboxed
+    assert request["mail_settings"] == {"sandbox_mode": {"enable": True}}
+    assert (sendgrid.deliveries == [] and not (newsletter / ".newsletter" / "newsletter.db").exists()) or (
+        runner.invoke(cli, ["status", "issues/test.md"]).exit_code == 1
+    )
+
+
+def test_sendgrids_own_400_for_the_first_batch_is_a_check_error(runner, newsletter, sendgrid):
+    from .sendgrid_fake import Fault
+
+    (newsletter / "subscribers.csv").write_text("email\nana@testnews.ca\n")
+    refusal = {"errors": [{"message": "The from address does not match a verified Sender Identity", "field": "from"}]}
+    sendgrid.fail_next(Fault(400, body=refusal, path="/mail/send"))
+    result = runner.invoke(cli, ["check", "issues/test.md", "--sendgrid"])
+    assert result.exit_code == 1
+    assert "error: SendGrid refused the first batch: SendGrid answered 400 to POST /v3/mail/send: from: The from" in (
+        result.output
+    )
