@@ -616,6 +616,8 @@ def _serve(host: str, port: int, config_path: Path | None) -> None:
         click.echo(f"SendGrid's Event Webhook: POST {base}{site.events_path}")
     else:
         click.echo("SendGrid's events are refused: set [events] public_key or SENDGRID_WEBHOOK_PUBLIC_KEY to take them")
+    if site.signup.open:
+        click.echo(f"Signup form: {base}/subscribe (published as {site.config.signup_url})")
     try:
         server.serve_forever()
     except KeyboardInterrupt:

@@ -20,6 +20,7 @@ from newsletter_cli.web.unsubscribe import app_from_environment as unsubscribe_f
 
 class Site:
     def __init__(self, unsubscribe: Endpoint, log: Any = None):
+        self.config = unsubscribe.config
         self.unsubscribe = unsubscribe
         self.events = EventsEndpoint(unsubscribe.config, log or unsubscribe.log)
         self.events_path = unsubscribe.config.events_path
