@@ -213,3 +213,22 @@ def test_http_asks_the_unsubscribe_endpoint_itself(runner, folder, sendgrid):
     assert codes["unsubscribe-http"] == "warning" and codes["unsubscribe"] == "ok"
     report = json.loads(runner.invoke(cli, ["doctor", "--json", "--http"]).output)
     assert {f["code"]: f["level"] for f in report}["unsubscribe-unreachable"] == "error"
+
+
+def test_the_consent_share_leaves_out_suppressed_addresses_as_a_send_does(runner, clinic, monkeypatch):
+    """A suppressed address is skipped as suppressed: it is neither consent nor its lack."""
+    monkeypatch.delenv("SENDGRID_API_KEY")
+    toml = clinic / "newsletter.toml"
+    toml.write_text(toml.read_text() + "\n[consent]\nrequire = true\n")
+    (clinic / "subscribers.csv").write_text("email\ngone@testnews.ca\nyes@testnews.ca\nnone@testnews.ca\n")
+    (clinic / "agreed.csv").write_text("email,date\nyes@testnews.ca,2026-01-05\n")
+    args = ["consent", "import", "agreed.csv", "--kind", "express", "--method", "paper form", "--date-column", "date"]
+    assert runner.invoke(cli, args).exit_code == 0
+    assert runner.invoke(cli, ["unsubscribes", "add", "gone@testnews.ca"]).exit_code == 0
+    report = json.loads(runner.invoke(cli, ["doctor", "--json"]).output)
+    [consent] = [f for f in report if f["code"] == "consent"]
+    assert consent == {
+        "level": "warning",
+        "code": "consent",
+        "message": "50% of the list's 2 addresses have live consent",
+    }

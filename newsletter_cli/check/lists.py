@@ -59,32 +59,18 @@ CONSENT_WARN_SHARE = 0.1  # a tenth of the list skipped is worth a word before t
 
 def consent(config: Config, path: Path, file: str) -> Iterator[Finding]:
     """With [consent] require, how many of the list a send would skip for want of consent."""
-    import datetime as dt
-
-    from newsletter_cli.consent.gate import Gate
-    from newsletter_cli.store import DB_NAME, Store
+    from newsletter_cli.consent.gate import survey
 
     if not config.consent_require:
         return
-    keys = [row.key for row in subscribers.scan(path) if row.status == subscribers.VALID]
-    if not keys:
-        return
-    if (config.state_dir / DB_NAME).exists():
-        with Store.for_folder(config.state_dir) as store:
-            suppressed = store.suppressed_among(keys)  # skipped anyway, and counted as such
-            keys = [key for key in keys if key not in suppressed]
-            gate = Gate(store, dt.datetime.now(dt.UTC))
-            gate.refused(keys)
-            no_consent, lapsed = gate.no_consent, gate.lapsed
-    else:
-        no_consent, lapsed = len(keys), 0
-    skipped = no_consent + lapsed
-    if keys and skipped / len(keys) >= CONSENT_WARN_SHARE:
+    found = survey(config, path)
+    if found.considered and found.skipped / found.considered >= CONSENT_WARN_SHARE:
         yield Finding(
             file,
             1,
             WARNING,
             "consent-missing",
-            f"{skipped:,} of the list's {len(keys):,} addresses ({skipped / len(keys):.0%}) have no live consent, "
-            f"so a send skips them ([consent] require): no consent: {no_consent:,}, implied expired: {lapsed:,}",
+            f"{found.skipped:,} of the list's {found.considered:,} addresses ({found.skipped / found.considered:.0%}) "
+            f"have no live consent, so a send skips them ([consent] require): no consent: {found.no_consent:,}, "
+            f"implied expired: {found.lapsed:,}",
         )

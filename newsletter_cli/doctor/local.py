@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-import datetime as dt
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
 from urllib.parse import urlsplit
 
-from newsletter_cli import subscribers
 from newsletter_cli.config import LOOPBACK_HOSTS, Config
 from newsletter_cli.doctor.finding import ERROR, OK, WARNING, Finding
 
@@ -48,20 +46,13 @@ def endpoint(config: Config, probe: bool, timeout: float = 5.0) -> Iterator[Find
 
 def consent(config: Config) -> Iterator[Finding]:
     """The share of the list with live consent, when consent is required."""
-    from newsletter_cli.consent.gate import Gate
-    from newsletter_cli.store import DB_NAME, Store
+    from newsletter_cli.consent.gate import survey
 
     if not config.consent_require or not config.subscribers_path.exists():
         return
-    keys = [row.key for row in subscribers.scan(config.subscribers_path) if row.status == subscribers.VALID]
-    if not keys:
+    found = survey(config, config.subscribers_path)
+    if not found.considered:
         return
-    refused = 0
-    if (config.state_dir / DB_NAME).exists():
-        with Store.for_folder(config.state_dir) as store:
-            refused = len(Gate(store, dt.datetime.now(dt.UTC)).refused(keys))
-    else:
-        refused = len(keys)
-    share = 1 - refused / len(keys)
+    share = 1 - found.skipped / found.considered
     level = OK if share >= CONSENT_WARN_BELOW else WARNING
-    yield Finding(level, "consent", f"{share:.0%} of the list's {len(keys):,} addresses have live consent")
+    yield Finding(level, "consent", f"{share:.0%} of the list's {found.considered:,} addresses have live consent")
