@@ -10,7 +10,7 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 from newsletter_cli.consent.ledger import Record, Verdict, verdict, wording_hash
-from newsletter_cli.store.database import CHUNK, Store, chunks, now
+from newsletter_cli.store.database import CHUNK, Store, _Guarded, chunks, now
 
 COLUMNS = (
     "email, kind, basis, method, source, wording, occurred_at, confirmed_at, expires_at, recorded_by, evidence, ip,"
@@ -46,10 +46,17 @@ def lift_suppression(store: Store, record: Record) -> str | None:
         row = db.execute("SELECT reason FROM suppressions WHERE email = ?", (email,)).fetchone()
         if row is None:
             return None
-        db.execute("DELETE FROM suppressions WHERE email = ?", (email,))
-        db.execute("DELETE FROM pushes WHERE email = ?", (email,))
-        db.execute(INSERT, record_values(record, now()))
+        consent_lifting(db, record)
     return str(row[0])
+
+
+def consent_lifting(db: _Guarded, record: Record) -> None:
+    """Inside the caller's transaction: append a new consent, and lift the address's
+    suppression (and any unsubscribe still to be told to SendGrid) with it."""
+    email = record.email.strip().lower()
+    db.execute(INSERT, record_values(record, now()))
+    db.execute("DELETE FROM suppressions WHERE email = ?", (email,))
+    db.execute("DELETE FROM pushes WHERE email = ?", (email,))
 
 
 def record_values(r: Record, stamp: str) -> tuple[str | None, ...]:

@@ -9,7 +9,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 
 from newsletter_cli.consent.ledger import Record
-from newsletter_cli.store.consents import INSERT, record_values
+from newsletter_cli.store.consents import consent_lifting
 from newsletter_cli.store.database import Store, now
 
 PENDING, CONFIRMED = "pending", "confirmed"
@@ -78,9 +78,7 @@ def confirm(store: Store, email: str, record: Record) -> bool:
         ).rowcount
         if not done:
             return False
-        db.execute(INSERT, record_values(record, now()))
-        db.execute("DELETE FROM suppressions WHERE email = ?", (key,))
-        db.execute("DELETE FROM pushes WHERE email = ?", (key,))
+        consent_lifting(db, record)
     return True
 
 
