@@ -23,6 +23,7 @@ from newsletter_cli.config import Config
 from newsletter_cli.consent.ledger import EXPRESS, Record
 from newsletter_cli.errors import NewsletterError
 from newsletter_cli.sendgrid_api import SendGrid
+from newsletter_cli.sending.payload import tracking_settings
 from newsletter_cli.store import Store
 from newsletter_cli.store import signups as stored
 from newsletter_cli.store.consents import keep_wording
@@ -182,11 +183,7 @@ def confirmation_email(config: Config, address: str, first_name: str, link: str)
         "subject": f"Please confirm your subscription to {config.name}",
         "content": [{"type": "text/plain", "value": text}, {"type": "text/html", "value": page}],
         "categories": ["newsletter-signup-confirmation"],
-        "tracking_settings": {
-            "click_tracking": {"enable": False, "enable_text": False},
-            "open_tracking": {"enable": False},
-            "subscription_tracking": {"enable": False},
-        },
+        "tracking_settings": tracking_settings(clicks=False, opens=False, no_subscription_link=True),
     }
     if config.reply_to:
         body["reply_to"] = {"email": config.reply_to}

@@ -41,22 +41,28 @@ def envelope(
     }
     if config.reply_to:
         body["reply_to"] = {"email": config.reply_to}
-    # explicit, so that the SendGrid account's defaults never decide what is tracked
-    tracking: dict[str, Any] = {
-        "click_tracking": {"enable": config.track_clicks, "enable_text": config.track_clicks},
-        "open_tracking": {"enable": config.track_opens},
-    }
-    body["tracking_settings"] = tracking
-    if config.unsubscribe_group_id is not None:
+    own_link = config.unsubscribe_group_id is None  # then SendGrid must not add its own link
+    body["tracking_settings"] = tracking_settings(config.track_clicks, config.track_opens, own_link)
+    if not own_link:
         body["asm"] = {"group_id": config.unsubscribe_group_id}
-    else:  # our own link and headers; SendGrid must not add its own
-        tracking["subscription_tracking"] = {"enable": False}
+    else:
         body["headers"] = dict(unsubscribe.ONE_CLICK_HEADER)  # with each recipient's List-Unsubscribe
     if send_at:
         body["send_at"] = int(send_at.timestamp())
     if batch_id:
         body["batch_id"] = batch_id
     return body
+
+
+def tracking_settings(clicks: bool, opens: bool, no_subscription_link: bool) -> dict[str, Any]:
+    """Said in every request, so that the SendGrid account's defaults never decide what is tracked."""
+    settings: dict[str, Any] = {
+        "click_tracking": {"enable": clicks, "enable_text": clicks},
+        "open_tracking": {"enable": opens},
+    }
+    if no_subscription_link:
+        settings["subscription_tracking"] = {"enable": False}
+    return settings
 
 
 class Personalizer:
