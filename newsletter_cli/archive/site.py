@@ -17,16 +17,16 @@ import os
 import re
 import shutil
 import tempfile
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from newsletter_cli.build import write_files
 from newsletter_cli.config import Config
 from newsletter_cli.errors import NewsletterError, RenderError, display_path
 from newsletter_cli.issue import Issue, load_issue
 from newsletter_cli.render import Rendered, render, web_url
 from newsletter_cli.store import DB_NAME, Store
-from newsletter_cli.store.journal import SENT, Journal
+from newsletter_cli.store.journal import sent_issues
 
 FILE_MODE = 0o644
 
@@ -55,36 +55,36 @@ def write_site(config: Config, out_dir: Path, include_all: bool = False) -> Writ
     if config.archive_url is None:
         raise ArchiveError(f"set [archive] url in {display_path(config.path)} first: where the site will be")
     pages, left_out = [], []
+    sent = _sent_issues(config)
     for path in sorted((config.root / "issues").glob("*.md")):
         issue = load_issue(path)
         if not issue.archive:
             left_out.append(f"{issue.slug}: archive: false")
             continue
-        if not include_all and not _sent(config, issue.slug):
+        if not include_all and issue.slug not in sent:
             left_out.append(f"{issue.slug}: not sent yet (--all to include it)")
             continue
         pages.append(_page(config, issue))
     pages.sort(key=lambda page: (page.day, page.issue.slug), reverse=True)
-    files: list[Path] = []
-    for page in pages:
-        files.append(_write(out_dir / page.issue.slug / "index.html", page.html))
-        for name, source in page.rendered.images.items():
-            files.append(_copy(source, out_dir / name))
+    texts = {out_dir / page.issue.slug / "index.html": page.html for page in pages}
     if pages:
-        latest = pages[0].html.replace(
-            "<head>", f'<head><meta http-equiv="refresh" content="0; url={web_url(config, pages[0].issue.slug)}">', 1
-        )
-        files.append(_write(out_dir / "latest" / "index.html", latest))
-    files.append(_write(out_dir / "index.html", _index(config, pages)))
-    files.append(_write(out_dir / "feed.xml", _feed(config, pages)))
-    return Written(out_dir, [page.issue.slug for page in pages], left_out, files)
+        refresh = f'<meta http-equiv="refresh" content="0; url={web_url(config, pages[0].issue.slug)}">'
+        texts[out_dir / "latest" / "index.html"] = pages[0].html.replace("<head>", f"<head>{refresh}", 1)
+    texts[out_dir / "index.html"] = _index(config, pages)
+    texts[out_dir / "feed.xml"] = _feed(config, pages)
+    pictures = {out_dir / name: source for page in pages for name, source in page.rendered.images.items()}
+    for target, source in pictures.items():
+        _copy(source, target)
+    write_files(texts)  # all pages or none, each world-readable
+    return Written(out_dir, [page.issue.slug for page in pages], left_out, [*texts, *pictures])
 
 
-def _sent(config: Config, slug: str) -> bool:
+def _sent_issues(config: Config) -> set[str]:
+    """The issues the journal records as sent to someone."""
     if not (config.state_dir / DB_NAME).exists():
-        return False
+        return set()
     with Store.for_folder(config.state_dir) as store:
-        return Journal(store, slug).counts()[SENT] > 0
+        return sent_issues(store)
 
 
 def _page(config: Config, issue: Issue) -> Page:
@@ -162,28 +162,20 @@ def _feed(config: Config, pages: list[Page]) -> str:
     return feed.writeString("utf-8")
 
 
-def _write(path: Path, text: str) -> Path:
-    return _atomically(path, lambda draft: draft.write_text(text, encoding="utf-8"))
-
-
-def _copy(source: Path, target: Path) -> Path:
-    if target.exists():  # its name is its content's hash: the same picture
-        return target
-    return _atomically(target, lambda draft: shutil.copyfile(source, draft))
-
-
-def _atomically(path: Path, fill: Callable[[Path], object]) -> Path:
-    """Write a file under a temporary name beside it, make it world-readable, then rename it
-    into place: a web server never serves half a file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+def _copy(source: Path, target: Path) -> None:
+    """A picture into the site: under a temporary name, made world-readable, then renamed, so
+    a web server never serves half of one. Its name is its content's hash: one already there
+    is the same picture."""
+    if target.exists():
+        return
+    target.parent.mkdir(parents=True, exist_ok=True)
+    handle, name = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.")
     os.close(handle)
     draft = Path(name)
     try:
-        fill(draft)
+        shutil.copyfile(source, draft)
         os.chmod(draft, FILE_MODE)
-        os.replace(draft, path)
+        os.replace(draft, target)
     except BaseException:
         draft.unlink(missing_ok=True)
         raise
-    return path

@@ -86,6 +86,11 @@ class BatchInfo:
     error: str
 
 
+def sent_issues(store: Store) -> set[str]:
+    """The issues SendGrid has taken a batch of (the archive publishes them)."""
+    return {slug for (slug,) in store.db.execute("SELECT DISTINCT slug FROM batches WHERE status = ?", (SENT,))}
+
+
 class Journal:
     """One issue's journal inside the store's database."""
 
