@@ -18,6 +18,31 @@ from typing import Any
 import jinja2
 
 TEMPLATES = Path(__file__).parent / "templates"
+CSP = "Content-Security-Policy"
+SECURITY_HEADERS = [
+    ("Cache-Control", "no-store"),
+    ("Referrer-Policy", "no-referrer"),
+    ("X-Content-Type-Options", "nosniff"),
+    ("X-Frame-Options", "DENY"),
+    (CSP, "default-src 'none'; style-src 'unsafe-inline'; form-action 'self'"),
+]
+
+
+def html_page(
+    start_response: Callable[..., Any],
+    method: str,
+    status: str,
+    body: str,
+    extra: list[tuple[str, str]] | None = None,
+    csp: str | None = None,
+) -> list[bytes]:
+    """A page with the headers every page of ours gets (``csp`` in place of the default
+    policy); nothing but the headers for a HEAD."""
+    data = body.encode()
+    headers = [("Content-Type", "text/html; charset=utf-8"), ("Content-Length", str(len(data)))]
+    headers += [(name, csp if csp and name == CSP else value) for name, value in SECURITY_HEADERS]
+    start_response(status, headers + (extra or []))
+    return [] if method == "HEAD" else [data]
 
 
 def page_template(name: str) -> jinja2.Template:

@@ -24,8 +24,8 @@ from newsletter_cli.consent.signup import SignupError, ask, confirm, read_token
 from newsletter_cli.errors import NewsletterError
 from newsletter_cli.sendgrid_api import SendGrid
 from newsletter_cli.store import Store, StoreError
-from newsletter_cli.web import page_template
-from newsletter_cli.web.unsubscribe import SECURITY_HEADERS, Environ, StartResponse, read_form
+from newsletter_cli.web import html_page, page_template
+from newsletter_cli.web.unsubscribe import Environ, StartResponse, read_form
 
 PAGE = page_template("signup.html.j2")
 PER_IP_HOUR = 10  # signup POSTs from one address an hour
@@ -53,6 +53,10 @@ class SignupPages:
         return self.config.signup_url is not None and self.config.signup_wording is not None and self.api is not None
 
     def __call__(self, environ: Environ, start_response: StartResponse) -> list[bytes]:
+        answer = self._answer(environ, start_response)
+        return [] if environ.get("REQUEST_METHOD") == "HEAD" else answer
+
+    def _answer(self, environ: Environ, start_response: StartResponse) -> list[bytes]:
         method = environ.get("REQUEST_METHOD", "GET")
         confirming = environ.get("PATH_INFO", "").rstrip("/").endswith("/confirm")
         if not self.open:
@@ -167,8 +171,4 @@ class SignupPages:
         body = PAGE.render(
             lang=self.config.language, name=self.config.name, title=title, page=page, **defaults | values
         )
-        data = body.encode()
-        headers = [("Content-Type", "text/html; charset=utf-8"), ("Content-Length", str(len(data)))]
-        security = [(k, csp) if csp and k == "Content-Security-Policy" else (k, v) for k, v in SECURITY_HEADERS]
-        start_response(status, headers + security)
-        return [data]
+        return html_page(start_response, "GET", status, body, csp=csp)  # a HEAD: __call__ drops the body

@@ -23,20 +23,13 @@ from newsletter_cli.errors import ConfigError
 from newsletter_cli.sendgrid_api import KEY_ENV, SendGrid, SendGridError, Stopped, Timing
 from newsletter_cli.store import Store, StoreError, Suppression
 from newsletter_cli.unsubscribe import load_secret, read_token
-from newsletter_cli.web import ConfiguredOnFirstRequest, page_template
+from newsletter_cli.web import ConfiguredOnFirstRequest, html_page, page_template
 
 MAX_BODY = 64 * 1024
 PAGE = page_template("unsubscribe.html.j2")
 
 Environ = dict[str, Any]
 StartResponse = Callable[..., Any]
-SECURITY_HEADERS = [
-    ("Cache-Control", "no-store"),
-    ("Referrer-Policy", "no-referrer"),
-    ("X-Content-Type-Options", "nosniff"),
-    ("X-Frame-Options", "DENY"),
-    ("Content-Security-Policy", "default-src 'none'; style-src 'unsafe-inline'; form-action 'self'"),
-]
 
 
 class Endpoint:
@@ -102,10 +95,7 @@ class _Responder:
     ) -> list[bytes]:
         values = {"address": "", "token": "", **values}
         body = PAGE.render(lang=self.config.language, name=self.config.name, title=title, page=page, **values)
-        data = body.encode()
-        headers = [("Content-Type", "text/html; charset=utf-8"), ("Content-Length", str(len(data)))]
-        self.start_response(status, headers + SECURITY_HEADERS + (extra or []))
-        return [] if self.method == "HEAD" else [data]
+        return html_page(self.start_response, self.method, status, body, extra)
 
 
 def read_form(environ: Environ) -> dict[str, list[str]] | None:
