@@ -7,6 +7,7 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import io
+import json
 import re
 import threading
 import urllib.error
@@ -262,3 +263,16 @@ def test_a_pending_signup_is_never_mailed(server, sendgrid, runner):
     (server.config.root / "subscribers.csv").write_text("email,first_name\nlee@testnews.ca,Lee\n")
     assert send(runner, "--yes").exit_code == 0
     assert [d.email for d in sendgrid.deliveries if d.subject.startswith("News for")] == ["lee@testnews.ca"]
+
+
+def test_the_dry_run_counts_a_confirmed_signup_as_the_send_does(server, sendgrid, runner):
+    for email in ("ana@testnews.ca", "kim@testnews.ca"):
+        server.subscribe(email)
+        server.request(server.local(confirmation_link(sendgrid, email)).split(server.url, 1)[1], {})
+    assert runner.invoke(cli, ["unsubscribes", "add", "kim@testnews.ca"]).exit_code == 0
+    (server.config.root / "subscribers.csv").write_text("email,first_name\nlee@testnews.ca,Lee\n")
+    result = runner.invoke(cli, ["send", "issues/test.md", "--dry-run"])
+    assert result.exit_code == 0, result.output
+    batch = json.loads((server.config.root / "build" / "test-dry-run" / "batch-0001.json").read_text())
+    assert [p["to"][0]["email"] for p in batch["personalizations"]] == ["lee@testnews.ca", "ana@testnews.ca"]
+    assert "1 suppressed" in result.output

@@ -11,9 +11,10 @@ from pathlib import Path
 from typing import Any
 
 from newsletter_cli import merge, subscribers, unsubscribe
+from newsletter_cli.consent.audience import Joining
 from newsletter_cli.sending.reader import SHOWN_REFUSALS
 from newsletter_cli.sending.sender import Plan, Sender
-from newsletter_cli.store import Store, signups
+from newsletter_cli.store import Store
 from newsletter_cli.store.journal import Recipient, decode
 from newsletter_cli.store.journal import record as journal_record
 
@@ -32,18 +33,17 @@ def dry_run(sender: Sender, out_dir: Path) -> tuple[Plan, int]:
         files = 0
         to_send = 0
         gate = sender.consent_gate()
-        joined = {s.email: s for s in signups.confirmed(sender.store)}  # confirmed signups the list lacks
+        joining = Joining(sender.store)
         listed = _valid_chunks(sender.list_path, sender.store, counts, sender.budget, sender.refused)
 
         def chunks() -> Iterator[list[subscribers.Row]]:
             for chunk in listed:
                 for row in chunk:
-                    joined.pop(row.key, None)
+                    joining.seen(row.key)
                 yield chunk
-            rows = list(_signup_rows(joined))
-            suppressed = sender.store.suppressed_among([row.key for row in rows])
-            counts.suppressed += len(suppressed)
-            yield [row for row in rows if row.key not in suppressed]
+            joined, suppressed = joining.rest()
+            counts.suppressed += suppressed
+            yield [subscribers.Row(0, s.address, {"email": s.address, "first_name": s.first_name}) for s in joined]
 
         for chunk in chunks():
             done = sender.journal.sent_among([row.key for row in chunk])
@@ -75,12 +75,6 @@ def dry_run(sender: Sender, out_dir: Path) -> tuple[Plan, int]:
     if gate is not None:
         plan.no_consent, plan.consent_lapsed = gate.no_consent, gate.lapsed
     return plan, files
-
-
-def _signup_rows(joined: dict[str, signups.Signup]) -> Iterator[subscribers.Row]:
-    """Read last, once the list has taken out its own addresses: a row of the list wins."""
-    for signup in joined.values():
-        yield subscribers.Row(0, signup.address, {"email": signup.address, "first_name": signup.first_name})
 
 
 def _write_sample(sender: Sender, path: Path, recipient: Recipient) -> None:
