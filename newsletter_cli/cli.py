@@ -204,7 +204,7 @@ def subscribers_check(csv_path: Path | None, config_path: Path | None) -> None:
     for note in notices(path):
         click.echo(f"Note: {note}")
     budget = any_issue_budget(path, unsubscribe.measuring_linker(config))
-    with Store.for_folder(config.state_dir) as store:
+    with Store.for_config(config) as store:
         for row in scan(path, store.suppressed_among, budget):
             counts.add(row)
             if row.status in (INVALID, DUPLICATE, UNSUBSCRIBED):
@@ -265,7 +265,7 @@ def unsubscribes_add(emails: tuple[str, ...], reason: str, config_path: Path | N
     from newsletter_cli import suppressions
     from newsletter_cli.store import Store
 
-    with Store.for_folder(_config(config_path).state_dir) as store:
+    with Store.for_config(_config(config_path)) as store:
         result = suppressions.add(store, emails, reason, "cli")
     click.echo(f"Suppressed {result.added} address{'es' * (result.added != 1)}" + _already(result.already))
 
@@ -283,7 +283,7 @@ def unsubscribes_list(as_json: bool, config_path: Path | None) -> None:
     """
     from newsletter_cli.store import Store
 
-    with Store.for_folder(_config(config_path).state_dir) as store:
+    with Store.for_config(_config(config_path)) as store:
         rows = store.suppressions()
         if as_json:
             click.echo("[", nl=False)
@@ -309,7 +309,7 @@ def unsubscribes_import(csv_path: Path, reason: str, config_path: Path | None) -
     from newsletter_cli import suppressions
     from newsletter_cli.store import Store
 
-    with Store.for_folder(_config(config_path).state_dir) as store:
+    with Store.for_config(_config(config_path)) as store:
         result = suppressions.import_csv(store, csv_path, reason)
     skipped = f", {result.invalid} invalid address{'es' * (result.invalid != 1)} skipped" if result.invalid else ""
     click.echo(f"Imported {result.added} from {display_path(csv_path)}" + _already(result.already, skipped))
@@ -336,7 +336,7 @@ def unsubscribes_remove(
     from newsletter_cli.consent.records import resubscribe
     from newsletter_cli.store import Store
 
-    with Store.for_folder(_config(config_path).state_dir) as store:
+    with Store.for_config(_config(config_path)) as store:
         reason = resubscribe(store, email, kind, basis, method, _who(), evidence)
     click.echo(f"{email} is no longer suppressed (was: {reason}); their new {kind} consent is recorded.")
 
@@ -476,7 +476,7 @@ def consent_import(
     except ValueError as exc:
         raise ConsentError(f"--date: {exc}") from None
     wording = _read_text(wording_file) if wording_file else None
-    with Store.for_folder(_config(config_path).state_dir) as store:
+    with Store.for_config(_config(config_path)) as store:
         done = import_csv(
             store,
             csv_path,
@@ -522,7 +522,7 @@ def consent_show(email: str, as_json: bool, config_path: Path | None) -> None:
     from newsletter_cli.consent.records import history_json, summary
     from newsletter_cli.store import Store
 
-    with Store.for_folder(_config(config_path).state_dir) as store:
+    with Store.for_config(_config(config_path)) as store:
         if as_json:
             click.echo(json.dumps(history_json(store, email)))
             return
@@ -545,7 +545,7 @@ def consent_export(out_path: Path | None, config_path: Path | None) -> None:
     from newsletter_cli.consent.records import export_csv
     from newsletter_cli.store import Store
 
-    with Store.for_folder(_config(config_path).state_dir) as store:
+    with Store.for_config(_config(config_path)) as store:
         if out_path is None:
             export_csv(store, click.get_text_stream("stdout"))
             return
@@ -567,7 +567,7 @@ def consent_expiring(within: str, config_path: Path | None) -> None:
     from newsletter_cli.consent.records import expiring
     from newsletter_cli.store import Store
 
-    with Store.for_folder(_config(config_path).state_dir) as store:
+    with Store.for_config(_config(config_path)) as store:
         found = expiring(store, within)
     for email, until, basis in found:
         click.echo(f"{email}\tlapses {until.date().isoformat()}\timplied by {basis}")
@@ -591,7 +591,7 @@ def unsubscribes_sync(config_path: Path | None) -> None:
 
     config = _config(config_path)
     api = SendGrid(os.environ.get(KEY_ENV, ""), config.sendgrid_host, timing=Timing.from_environ())
-    with Store.for_folder(config.state_dir) as store:
+    with Store.for_config(config) as store:
         told = suppressions.push_pending(store, api)
         learned = suppressions.sync(store, api, config.unsubscribe_group_id)
     if told:
@@ -959,6 +959,11 @@ def status(issue: Path, as_json: bool, state: str | None, config_path: Path | No
         click.echo(f"{result['not_on_list']:,} of those are not on the list the last send read (an earlier list).")
     if result["running"]:
         click.echo(f"A send is running: {result['in_flight']:,} in flight.")
+    elif result["in_flight"]:
+        click.echo(
+            f"{result['in_flight']:,} in flight in a send that no longer holds the lock (stopped, or cut off from "
+            f"the database): uncertain from {result['lease_ends']} unless it records their answer first."
+        )
     if result["scheduled_at"]:
         click.echo(
             f"Scheduled for {result['scheduled_at']}: SendGrid sends it then; 'newsletter cancel {issue}' calls it "

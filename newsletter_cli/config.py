@@ -12,7 +12,7 @@ import os
 import re
 import tomllib
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
 from typing import Any
@@ -23,6 +23,7 @@ from newsletter_cli.errors import ConfigError, display_path
 CONFIG_NAME = "newsletter.toml"
 DEFAULT_SENDGRID_HOST = "https://api.sendgrid.com"
 WEBHOOK_KEY_ENV = "SENDGRID_WEBHOOK_PUBLIC_KEY"
+DATABASE_URL_ENV = "NEWSLETTER_DATABASE_URL"
 EMAIL_RE = re.compile(r"^[^@\s<>,;\"]+@[^@\s<>,;\"]+\.[^@\s<>,;\"]+$")
 LANGUAGE_RE = re.compile(r"^[A-Za-z]{2,3}(-[A-Za-z0-9]{2,8})*$")
 LOOPBACK_HOSTS = {"localhost", "127.0.0.1", "::1"}
@@ -63,6 +64,9 @@ class Config:
     signup_wording: str | None = None  # the consent checkbox's words, exactly
     signup_keep_ip: bool = False  # keep the IP address a signup came from
     signup_trusted_proxy: str | None = None  # its X-Forwarded-For is believed; nobody else's
+    # a PostgreSQL server holding the state instead of .newsletter/newsletter.db; never shown
+    # (NEWSLETTER_DATABASE_URL's may carry a password)
+    store_url: str | None = field(default=None, repr=False)
 
     @property
     def root(self) -> Path:
@@ -203,6 +207,22 @@ def _ip(value: Any) -> str:
         raise ValueError("expected an IP address, like 10.0.0.2") from None
 
 
+def _store_url(value: Any, *, password_allowed: bool = False) -> str:
+    parts = urlsplit(value.strip()) if isinstance(value, str) else None
+    if parts is None or parts.scheme not in ("postgresql", "postgres"):
+        raise ValueError("expected a PostgreSQL URL like postgresql://newsletter@db.clinic.ca/newsletter")
+    if not parts.path.strip("/"):
+        raise ValueError(
+            "expected the database's name at the end, like postgresql://newsletter@db.clinic.ca/newsletter"
+        )
+    if parts.password is not None and not password_allowed:
+        raise ValueError(
+            "a password does not belong in newsletter.toml, which a team shares: remove it and set PGPASSWORD "
+            f"(or use ~/.pgpass), or put the whole URL in {DATABASE_URL_ENV}"
+        )
+    return value.strip()
+
+
 def _phones(value: Any) -> tuple[tuple[str, str], ...]:
     if not isinstance(value, dict) or not all(isinstance(v, str) and re.search(r"\d", v) for v in value.values()):
         raise ValueError('expected a table of label = "phone number"')
@@ -248,6 +268,9 @@ SCHEMA: dict[str, dict[str, tuple[Checker, bool, str]]] = {
         "wording": (_text, False, "signup_wording"),
         "keep_ip": (_bool, False, "signup_keep_ip"),
         "trusted_proxy": (_ip, False, "signup_trusted_proxy"),
+    },
+    "store": {
+        "url": (_store_url, False, "store_url"),
     },
     "events": {
         "path": (_path, False, "events_path"),
@@ -302,6 +325,11 @@ def load_config(path: Path | None = None, environ: Mapping[str, str] | None = No
             values["events_public_key"] = _public_key(key)
         except ValueError as exc:
             raise ConfigError(f"{WEBHOOK_KEY_ENV}: {exc}") from None
+    if url := environ.get(DATABASE_URL_ENV, "").strip():
+        try:
+            values["store_url"] = _store_url(url, password_allowed=True)
+        except ValueError as exc:  # the URL itself is never repeated: it may hold a password
+            raise ConfigError(f"{DATABASE_URL_ENV}: {exc}") from None
     return Config(path=path.resolve(), **values)
 
 

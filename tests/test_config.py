@@ -66,7 +66,7 @@ def test_a_single_problem_is_one_line(tmp_path):
         load_config(path, environ={})
     assert error.value.message == (
         f"{path}:9: unknown section [extra] (expected one of [newsletter], [unsubscribe], [sendgrid], "
-        "[tracking], [consent], [archive], [signup], [events])"
+        "[tracking], [consent], [archive], [signup], [store], [events])"
     )
 
 

@@ -15,6 +15,7 @@ import pytest
 from newsletter_cli.cli import cli
 from newsletter_cli.consent.ledger import Record, add_months, expires, verdict
 from newsletter_cli.store import Store, StoreError
+from newsletter_cli.store.consents import wording
 
 from .conftest import sg
 
@@ -103,8 +104,17 @@ def test_an_import_records_each_row_and_show_tells_the_history(runner, folder):
         "import:signups.csv",
         None,
     )
-    kept = folder / ".newsletter" / "wordings" / f"{entry['wording']}.txt"
-    assert kept.read_text() == "Yes, send me the clinic's monthly newsletter.\n"
+    with Store.for_folder(folder / ".newsletter") as store:  # kept in the store, for every machine sharing it
+        assert wording(store, entry["wording"]) == "Yes, send me the clinic's monthly newsletter.\n"
+
+
+def test_a_wording_kept_as_a_file_before_schema_10_is_still_found(tmp_path):
+    state = tmp_path / ".newsletter"
+    (state / "wordings").mkdir(parents=True)
+    (state / "wordings" / "abc123.txt").write_text("Old words.\n", encoding="utf-8")
+    with Store.for_folder(state) as store:
+        assert wording(store, "abc123") == "Old words.\n"
+        assert wording(store, "def456") is None
 
 
 def test_a_bad_row_stops_the_whole_import_naming_its_line(runner, folder):

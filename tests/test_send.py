@@ -17,7 +17,8 @@ from newsletter_cli.config import load_config
 from newsletter_cli.errors import NewsletterError
 from newsletter_cli.sending import parse_send_at
 from newsletter_cli.sending.reader import ListReader
-from newsletter_cli.store import SendLock, Store, Suppression
+from newsletter_cli.store import Store, Suppression
+from newsletter_cli.store.lock import FileSendLock
 from newsletter_cli.web.unsubscribe import Endpoint
 
 from .conftest import SEND_SECRET as SECRET
@@ -527,18 +528,18 @@ def test_the_list_reader_process_does_not_hold_the_send_lock(tmp_path):
     """Else a reader orphaned by a kill -9 of the send would keep every later send locked out."""
     path = tmp_path / "list.csv"
     path.write_text("email,first_name\n" + "".join(f"u{i}@example.com,U{i}\n" for i in range(20_000)))
-    lock = SendLock(tmp_path / "send.lock")
+    lock = FileSendLock(tmp_path / "send.lock")
     chunks = iter(ListReader(path, ["first_name"]))
     assert len(next(chunks)) == 1000  # the reader process is running, and has more to give
     lock.close()
-    SendLock(tmp_path / "send.lock").close()  # raises LockHeld if the reader held it
+    FileSendLock(tmp_path / "send.lock").close()  # raises LockHeld if the reader held it
     chunks.close()
 
 
 def test_a_second_send_of_the_same_issue_is_refused_while_the_first_runs(runner, newsletter, sendgrid):
     write_list(newsletter, 2)
     assert send(runner, "--yes", "--limit", "1").exit_code == 0
-    with SendLock(newsletter / ".newsletter" / "send-test.lock"):  # as a running send holds it
+    with FileSendLock(newsletter / ".newsletter" / "send-test.lock"):  # as a running send holds it
         result = send(runner, "--yes")
         assert result.output == "Error: another 'newsletter send' of test is running\n"
         assert "A send is running: 0 in flight." in runner.invoke(cli, ["status", ISSUE]).output

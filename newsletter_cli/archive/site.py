@@ -20,12 +20,13 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
+from newsletter_cli import store as state
 from newsletter_cli.build import write_files
 from newsletter_cli.config import Config
 from newsletter_cli.errors import NewsletterError, RenderError, display_path
 from newsletter_cli.issue import Issue, load_issue
 from newsletter_cli.render import Rendered, render, web_url
-from newsletter_cli.store import DB_NAME, Store
+from newsletter_cli.store import Store
 from newsletter_cli.store.journal import sent_issues
 
 FILE_MODE = 0o644
@@ -81,9 +82,9 @@ def write_site(config: Config, out_dir: Path, include_all: bool = False) -> Writ
 
 def _sent_issues(config: Config) -> set[str]:
     """The issues the journal records as sent to someone."""
-    if not (config.state_dir / DB_NAME).exists():
+    if not state.exists(config):
         return set()
-    with Store.for_folder(config.state_dir) as store:
+    with Store.for_config(config) as store:
         return sent_issues(store)
 
 

@@ -38,7 +38,7 @@ def export(config: Config, list_path: Path, out: TextIO) -> int:
     writer.writerow(COLUMNS)
     now = dt.datetime.now(dt.UTC)
     count = 0
-    with Store.for_folder(config.state_dir) as store:
+    with Store.for_config(config) as store:
         joining = Joining(store)
         rows: list[tuple[str, str, str]] = []
         if list_path.exists():

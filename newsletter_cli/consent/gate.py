@@ -9,9 +9,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from newsletter_cli import store as state
 from newsletter_cli import subscribers
 from newsletter_cli.config import Config
-from newsletter_cli.store import DB_NAME, Store
+from newsletter_cli.store import Store
 from newsletter_cli.store.consents import verdicts
 
 LAPSED = "implied consent lapsed"
@@ -64,9 +65,9 @@ class Survey:
 def survey(config: Config, path: Path) -> Survey:
     """What [consent] require would do to this list today (`check` and `doctor` report it)."""
     keys = [row.key for row in subscribers.scan(path) if row.status == subscribers.VALID]
-    if not (config.state_dir / DB_NAME).exists():
+    if not state.exists(config):
         return Survey(len(keys), len(keys), 0)
-    with Store.for_folder(config.state_dir) as store:
+    with Store.for_config(config) as store:
         gate = Gate(store, dt.datetime.now(dt.UTC))
         gate.refused(keys)
     return Survey(len(keys) - gate.suppressed, gate.no_consent, gate.lapsed)

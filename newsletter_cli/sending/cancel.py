@@ -12,10 +12,11 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+from newsletter_cli import store as state
 from newsletter_cli.config import Config
 from newsletter_cli.sendgrid_api import KEY_ENV, SendGrid, Timing
-from newsletter_cli.sending.sender import SendError, lock_path
-from newsletter_cli.store import DB_NAME, LockHeld, SendLock, Store
+from newsletter_cli.sending.sender import SendError
+from newsletter_cli.store import LockHeld, SendLock, Store
 from newsletter_cli.store.journal import Journal
 
 MARGIN = dt.timedelta(minutes=10)  # SendGrid: a cancel closer to the send time may not take effect
@@ -41,13 +42,9 @@ def cancel(
 ) -> Cancelled:
     environ = os.environ if environ is None else environ
     now = now or dt.datetime.now(dt.UTC)
-    if not (config.state_dir / DB_NAME).exists():
+    if not state.exists(config):
         raise SendError(f"{slug} has never been sent from this folder: nothing is scheduled")
-    try:
-        lock = SendLock(lock_path(config, slug))
-    except LockHeld:
-        raise SendError(f"a 'newsletter send' of {slug} is running: stop it first (Ctrl-C)") from None
-    with lock, Store.for_folder(config.state_dir) as store:
+    with Store.for_config(config) as store, _locked(store, slug):
         journal = Journal(store, slug)
         schedule = journal.schedule()
         if schedule is None or schedule.cancelled_at:
@@ -72,3 +69,11 @@ def cancel(
                 f"{schedule.batch_id}): the send may still go out at {shown}; run the same command again"
             )
         return Cancelled(when, journal.cancel_schedule())
+
+
+def _locked(store: Store, slug: str) -> SendLock:
+    try:
+        return store.send_lock(slug)
+    except LockHeld as held:
+        where = f" ({held.holder})" if held.holder else ""
+        raise SendError(f"a 'newsletter send' of {slug} is running{where}: stop it first (Ctrl-C)") from None

@@ -16,6 +16,7 @@ import os
 import queue
 import secrets
 import threading
+import time
 from collections.abc import Callable, Iterator, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
@@ -34,11 +35,12 @@ from newsletter_cli.sending.processes import Child
 from newsletter_cli.sending.reader import CHUNK, ListReader
 from newsletter_cli.sending.workers import CRASHED, REFUSED, STOPPED, Answer, Workers, WorkerSpec
 from newsletter_cli.store import LockHeld, SendLock, Store, signups
-from newsletter_cli.store.journal import FAILED, PENDING, SENT, UNCERTAIN, Journal
+from newsletter_cli.store.journal import FAILED, LEASE, PENDING, SENT, UNCERTAIN, Journal
 from newsletter_cli.store.journal import record as journal_record
 
 MAX_CONTENT_BYTES = 10 * 1024 * 1024  # html + text, leaving room under the 30 MB request limit
 MAX_SCHEDULE = dt.timedelta(hours=72)
+LEASE_ENV = "NEWSLETTER_SEND_LEASE"
 
 
 class SignupChunk(list[tuple[str, str]]):
@@ -171,9 +173,18 @@ class Sender:
         self._lock: SendLock | None = None
 
     def __enter__(self) -> Sender:
-        self.store = Store.for_folder(self.config.state_dir)
-        self.journal = Journal(self.store, self.slug)
+        self.store = Store.for_config(self.config)
+        self.journal = Journal(self.store, self.slug, lease=self.lease)
         return self
+
+    @property
+    def lease(self) -> float:
+        """How long a batch in flight stays this send's without a renewal (NEWSLETTER_SEND_LEASE
+        shortens it in tests)."""
+        try:
+            return max(0.5, float(self.environ.get(LEASE_ENV, LEASE)))
+        except ValueError:
+            raise SendError(f"{LEASE_ENV} must be a number of seconds") from None
 
     def __exit__(self, *exc: object) -> None:
         if self._lock is not None:
@@ -192,9 +203,10 @@ class Sender:
 
     def _take_lock(self) -> None:
         try:
-            self._lock = SendLock(lock_path(self.config, self.slug))
-        except LockHeld:
-            raise SendError(f"another 'newsletter send' of {self.slug} is running") from None
+            self._lock = self.store.send_lock(self.slug)
+        except LockHeld as held:
+            where = f" ({held.holder})" if held.holder else ""
+            raise SendError(f"another 'newsletter send' of {self.slug} is running{where}") from None
 
     def render(self) -> tuple[Rendered, list[str]]:
         """The email and its check errors, rendered here (the dry run does)."""
@@ -208,7 +220,7 @@ class Sender:
         if not self.options.sync:
             return None
         assert self.api is not None
-        with Store.for_folder(self.config.state_dir) as store:
+        with Store.for_config(self.config) as store:
             with contextlib.suppress(SendGridError):  # kept for later; it stops no send
                 suppressions.push_pending(store, self.api)
             return suppressions.sync(store, self.api, self.config.unsubscribe_group_id)
@@ -402,10 +414,14 @@ class Sender:
         outcome = Outcome()
         budget = plan.to_send
         inflight: dict[int, int] = {}  # batch id -> recipients
+        renewed = time.monotonic()
         with Workers(self.worker_spec(), self.options.concurrency) as workers:
             while True:
                 if self.stop.is_set():
                     workers.stop.set()
+                if inflight and time.monotonic() - renewed > self.lease / 3:
+                    self.journal.renew()
+                    renewed = time.monotonic()
                 while (
                     not self.stop.is_set()
                     and outcome.error is None
@@ -434,7 +450,7 @@ class Sender:
     def worker_spec(self) -> WorkerSpec:
         assert self.personalizer is not None
         return WorkerSpec(
-            store_path=self.store.path,
+            store=self.store.where,
             slug=self.slug,
             api_key=self.environ.get(KEY_ENV, ""),
             host=self.config.sendgrid_host,
@@ -497,10 +513,6 @@ class Sender:
             error = "" if answer.outcome == SENT else answer.message
             progress = Progress(answer.batch, size, answer.outcome, error, outcome.sent, outcome.failed, total)
             on_batch(replace(progress, uncertain=outcome.uncertain))
-
-
-def lock_path(config: Config, slug: str) -> Path:
-    return config.state_dir / f"send-{slug}.lock"
 
 
 def render_and_check(

@@ -7,10 +7,11 @@ import datetime as dt
 from collections.abc import Iterator
 from typing import Any
 
+from newsletter_cli import store as state
 from newsletter_cli.config import Config
 from newsletter_cli.sending.cancel import deadline
-from newsletter_cli.sending.sender import SendError, lock_path
-from newsletter_cli.store import DB_NAME, Store, events, lock_held
+from newsletter_cli.sending.sender import SendError
+from newsletter_cli.store import Store, events
 from newsletter_cli.store.journal import FAILED, IN_FLIGHT, PENDING, SENT, UNCERTAIN, Journal
 
 QUIET = dt.timedelta(hours=24)  # SendGrid's events for an accepted batch come well within this
@@ -19,9 +20,9 @@ QUIET = dt.timedelta(hours=24)  # SendGrid's events for an accepted batch come w
 @contextlib.contextmanager
 def sent_journal(config: Config, slug: str) -> Iterator[tuple[Store, Journal]]:
     """The store and the journal of an issue sent from this folder; SendError if it never was."""
-    if not (config.state_dir / DB_NAME).exists():
+    if not state.exists(config):
         raise SendError(f"{slug} has never been sent from this folder: there is no journal yet")
-    with Store.for_folder(config.state_dir) as store:
+    with Store.for_config(config) as store:
         journal = Journal(store, slug)
         if not journal.exists():
             raise SendError(f"{slug} has never been sent from this folder: its journal is empty")
@@ -39,7 +40,10 @@ def status(config: Config, slug: str, now: dt.datetime | None = None) -> dict[st
     with sent_journal(config, slug) as (store, journal):
         counts = journal.counts()
         summary = journal.summary()
-        running = _send_running(config, slug)
+        running = store.send_lock_held(slug)
+        # in flight without a send to hold it: uncertain, where the lock proves its send dead;
+        # on a server, until the send's lease ends (it may be posting from a machine cut off)
+        held = running or not store.db.lock_proves_exit
         in_flight = counts.pop(IN_FLIGHT)
         schedule = journal.schedule()
         when = dt.datetime.fromisoformat(schedule.send_at) if schedule and not schedule.cancelled_at else None
@@ -49,7 +53,7 @@ def status(config: Config, slug: str, now: dt.datetime | None = None) -> dict[st
             "scheduled": counts[SENT] if ahead else 0,
             "pending": counts[PENDING],
             "failed": counts[FAILED],
-            "uncertain": counts[UNCERTAIN] + (0 if running else in_flight),
+            "uncertain": counts[UNCERTAIN] + (0 if held else in_flight),
             "suppressed": summary["suppressed"],
             "invalid": summary["invalid"],
             "duplicate": summary["duplicate"],
@@ -58,8 +62,9 @@ def status(config: Config, slug: str, now: dt.datetime | None = None) -> dict[st
             "consent_lapsed": summary["consent_lapsed"],
             "rows": summary["rows"],
             "not_on_list": summary["not_on_list"],
-            "in_flight": in_flight if running else 0,
+            "in_flight": in_flight if held else 0,
             "running": running,
+            "lease_ends": _local(dt.datetime.fromisoformat(ends)) if held and (ends := journal.lease_ends()) else None,
             "scheduled_at": _local(when) if ahead and when else None,
             "cancel_until": _local(deadline(when)) if ahead and when else None,
             "cancelled_at": schedule.cancelled_at if schedule else None,
@@ -74,7 +79,7 @@ def status(config: Config, slug: str, now: dt.datetime | None = None) -> dict[st
                     "error": b.error or "in flight when a send stopped",
                     "advice": _advice(store, slug, b.id, now),
                 }
-                for b in journal.batches_with(UNCERTAIN) + ([] if running else journal.batches_with(IN_FLIGHT))
+                for b in journal.batches_with(UNCERTAIN) + ([] if held else journal.batches_with(IN_FLIGHT))
             ],
             "settled_batches": [
                 {"batch": b.batch, "recipients": b.size, "settled_by": b.how}
@@ -113,9 +118,5 @@ def addresses(config: Config, slug: str, state: str) -> Iterator[str]:
     if state not in (SENT, PENDING, FAILED, UNCERTAIN):
         raise SendError(f"unknown state {state!r}: expected sent, pending, failed or uncertain")
     status(config, slug)  # says so when the issue was never sent
-    with Store.for_folder(config.state_dir) as store:
+    with Store.for_config(config) as store:
         yield from Journal(store, slug).addresses_with(state)
-
-
-def _send_running(config: Config, slug: str) -> bool:
-    return lock_held(lock_path(config, slug))

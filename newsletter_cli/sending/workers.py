@@ -28,7 +28,7 @@ class WorkerSpec:
     """Everything a worker needs, sent to it once through a pipe (never written anywhere): the
     API key and the secret inside ``personalizer`` included."""
 
-    store_path: Path
+    store: Path | str  # the file, or the server's URL (its password, if any, only in this pipe)
     slug: str
     api_key: str
     host: str
@@ -104,7 +104,7 @@ def work(spec: WorkerSpec, tasks: Any, results: Any, stop: Any) -> None:
     def _post(batch: Batch) -> Answer:
         try:
             if not hasattr(local, "journal"):
-                local.journal = Journal(Store(spec.store_path, readonly=True), spec.slug)
+                local.journal = Journal(Store(spec.store, readonly=True), spec.slug)
             payload = spec.personalizer.payload(spec.envelope, local.journal.records(batch))
             return Answer(batch.id, SENT, message=api.send_mail(payload))
         except Stopped:

@@ -1,16 +1,15 @@
-"""The consent ledger in the store: records appended, never changed (SQLite triggers refuse an
-UPDATE or DELETE), and the words consented to kept once each in ``wordings/`` beside the
-database, named by their SHA-256."""
+"""The consent ledger in the store: records appended, never changed (the database's triggers
+refuse an UPDATE or DELETE), and the words consented to, kept once each by their SHA-256 (in the
+store, so every machine sharing it has them; before schema 10, in ``wordings/`` beside the file)."""
 
 from __future__ import annotations
 
 import datetime as dt
-import os
 from collections.abc import Iterable, Iterator
-from pathlib import Path
 
 from newsletter_cli.consent.ledger import Record, Verdict, verdict, wording_hash
-from newsletter_cli.store.database import CHUNK, Store, _Guarded, chunks, now
+from newsletter_cli.store.connection import Connection
+from newsletter_cli.store.database import CHUNK, Store, chunks, now
 
 COLUMNS = (
     "email, kind, basis, method, source, wording, occurred_at, confirmed_at, expires_at, recorded_by, evidence, ip,"
@@ -50,7 +49,7 @@ def lift_suppression(store: Store, record: Record) -> str | None:
     return str(row[0])
 
 
-def consent_lifting(db: _Guarded, record: Record) -> None:
+def consent_lifting(db: Connection, record: Record) -> None:
     """Inside the caller's transaction: append a new consent, and lift the address's
     suppression (and any unsubscribe still to be told to SendGrid) with it."""
     email = record.email.strip().lower()
@@ -112,20 +111,30 @@ def all_records(store: Store) -> Iterator[Record]:
 
 
 def keep_wording(store: Store, text: str) -> str:
-    """Keep the words consented to beside the store (once); returns their hash."""
+    """Keep the words consented to in the store (once); returns their hash."""
     digest = wording_hash(text)
-    folder = wordings_dir(store)
-    path = folder / f"{digest}.txt"
-    if not path.exists():
-        folder.mkdir(parents=True, exist_ok=True)
-        draft = path.with_name(f".{path.name}.{os.getpid()}")
-        draft.write_text(text.strip() + "\n", encoding="utf-8")
-        os.replace(draft, path)
+    with store.transaction() as db:
+        db.execute(
+            "INSERT INTO wordings (hash, text) VALUES (?, ?) ON CONFLICT (hash) DO NOTHING",
+            (digest, text.strip() + "\n"),
+        )
     return digest
 
 
-def wordings_dir(store: Store) -> Path:
-    return store.path.parent / "wordings"
+def wording(store: Store, digest: str) -> str | None:
+    """The words with this hash, as kept (None: never kept here)."""
+    row = store.db.execute("SELECT text FROM wordings WHERE hash = ?", (digest,)).fetchone()
+    if row is not None:
+        return str(row[0])
+    return legacy_wordings(store).get(digest)
+
+
+def legacy_wordings(store: Store) -> dict[str, str]:
+    """The wordings a store before schema 10 kept in a folder beside its file, by hash."""
+    folder = store.path.parent / "wordings" if store.path is not None else None
+    if folder is None or not folder.is_dir():
+        return {}
+    return {path.stem: path.read_text(encoding="utf-8") for path in sorted(folder.glob("*.txt"))}
 
 
 def verdicts(store: Store, keys: Iterable[str], at: dt.datetime) -> dict[str, Verdict]:

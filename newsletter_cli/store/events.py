@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 from newsletter_cli.events.rules import Event, accepted, suppression
 from newsletter_cli.store.database import CHUNK, Store, Suppression, chunks, now, withdraw
-from newsletter_cli.store.journal import SENT, UNCERTAIN
+from newsletter_cli.store.journal import IN_FLIGHT, SENT, UNCERTAIN, clock
 
 
 @dataclass(frozen=True)
@@ -60,9 +60,18 @@ def record(store: Store, events: Iterable[Event], group_id: int | None) -> Recor
                 key = (event.issue, event.email)
                 settled += db.execute(
                     "UPDATE batches SET status = ?, settled = ?, finished_at = coalesce(finished_at, ?)"
-                    " WHERE slug = ? AND status = ?"
+                    " WHERE slug = ? AND (status = ? OR (status = ? AND lease_until < ?))"
                     " AND id = (SELECT batch FROM recipients WHERE slug = ? AND email = ?)",
-                    (SENT, f"a {event.event} event for {event.email}", stamp, event.issue, UNCERTAIN, *key),
+                    (
+                        SENT,
+                        f"a {event.event} event for {event.email}",
+                        stamp,
+                        event.issue,
+                        UNCERTAIN,
+                        IN_FLIGHT,
+                        clock(),
+                        *key,
+                    ),
                 ).rowcount
     return Recorded(new, len(events) - new, suppressed, settled)
 

@@ -3,9 +3,14 @@
 Every recipient of a send is written as pending (no batch) before the first request. Taking a
 batch assigns its recipients to a new batch row, ``in_flight``, committed before the request;
 SendGrid's answer turns that one row ``sent`` or ``failed``, committed right after. A recipient's
-state is its batch's state, so recording an answer writes one row, not a thousand. A batch still
-``in_flight`` when a new run starts was perhaps accepted before a crash: it becomes
-``uncertain`` and is not sent again unless asked; so does one whose answer was lost.
+state is its batch's state, so recording an answer writes one row, not a thousand.
+
+An in-flight batch carries a lease that the send holding it renews. A batch whose lease has
+ended was perhaps accepted before its send died: it counts as ``uncertain``, and a new run
+records it so; it is not sent again unless asked, and neither is one whose answer was lost.
+Where holding the send lock proves its last holder dead (SQLite's file lock), a new run takes
+every batch left in flight as uncertain at once; a server's lock proves less (a machine cut off
+from it may still be posting), so there only the lease decides.
 
 Each run remembers the list it read (``runs``). Rows an earlier run wrote that this run's list
 lacks are *stale*: ``settle`` drops them only when the same list was read (its rows were removed
@@ -19,6 +24,10 @@ instead of the address index, which it otherwise picks (and which covers every r
 
 from __future__ import annotations
 
+import datetime as dt
+import os
+import secrets
+import socket
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -32,7 +41,10 @@ STATUSES = (SENT, PENDING, FAILED, UNCERTAIN, IN_FLIGHT)
 # record separators, which a cell never needs: they are turned into spaces). Four times
 # cheaper than JSON to write and read, a million times per send.
 UNIT, PAIR = "\x1f", "\x1e"
-_SEPARATORS = str.maketrans({UNIT: " ", PAIR: " "})
+_SEPARATORS = str.maketrans({UNIT: " ", PAIR: " ", "\x00": " "})  # PostgreSQL's text holds no NUL
+LEASE = 60.0  # seconds an in-flight batch stays its send's without a renewal
+# a batch's state as readers see it: one in flight whose lease has ended is uncertain
+EFFECTIVE = "CASE WHEN b.status = 'in_flight' AND b.lease_until < ? THEN 'uncertain' ELSE b.status END"
 
 
 @dataclass(frozen=True)
@@ -58,7 +70,7 @@ def record(email: str, name: str, fields: dict[str, str]) -> str:
     text = email + UNIT + name
     for key, value in fields.items():
         text += UNIT + key + PAIR + value
-    if text.count(PAIR) != len(fields) or text.count(UNIT) != len(fields) + 1:  # a separator in a cell
+    if text.count(PAIR) != len(fields) or text.count(UNIT) != len(fields) + 1 or "\x00" in text:
         clean = [part.translate(_SEPARATORS) for part in (email, name)]
         pairs = [f"{key.translate(_SEPARATORS)}{PAIR}{value.translate(_SEPARATORS)}" for key, value in fields.items()]
         text = UNIT.join([*clean, *pairs])
@@ -86,6 +98,11 @@ class BatchInfo:
     error: str
 
 
+def clock(after: float = 0.0) -> str:
+    """Now (plus ``after`` seconds), to the millisecond: leases are compared as these strings."""
+    return (dt.datetime.now(dt.UTC) + dt.timedelta(seconds=after)).isoformat(timespec="milliseconds")
+
+
 def sent_issues(store: Store) -> set[str]:
     """The issues SendGrid has taken a batch of (the archive publishes them)."""
     return {slug for (slug,) in store.db.execute("SELECT DISTINCT slug FROM batches WHERE status = ?", (SENT,))}
@@ -94,29 +111,33 @@ def sent_issues(store: Store) -> set[str]:
 class Journal:
     """One issue's journal inside the store's database."""
 
-    def __init__(self, store: Store, slug: str):
+    def __init__(self, store: Store, slug: str, lease: float = LEASE):
         self.db = store.db
         self.store = store
         self.slug = slug
-        self._seen_version: int | None = None  # PRAGMA data_version when suppressions were last applied
+        self.lease = lease
+        self.holder = f"{socket.gethostname()} pid {os.getpid()} {secrets.token_hex(3)}"
+        self._seen_version: int | None = None  # the store's data_version when suppressions were last applied
         self._cursor = 0  # no pending row of this issue has a smaller seq
 
     # --- a run -------------------------------------------------------------------------------
 
     def start_run(self, subject: str, list_path: str = "") -> int:
-        """Begin a run that reads ``list_path``: batches left in flight by a crash become
-        uncertain. Returns the run id."""
+        """Begin a run that reads ``list_path`` (holding the issue's send lock): batches left in
+        flight by a send that died become uncertain. Returns the run id."""
         with self.store.transaction() as db:
             db.execute(
                 "INSERT INTO sends (slug, subject, created_at) VALUES (?, ?, ?) ON CONFLICT (slug) DO NOTHING",
                 (self.slug, subject, now()),
             )
-            db.execute("UPDATE batches SET status = ? WHERE slug = ? AND status = ?", (UNCERTAIN, self.slug, IN_FLIGHT))
-            run = db.execute(
-                "SELECT max(coalesce((SELECT max(run) FROM recipients WHERE slug = ?), 0),"
-                " coalesce((SELECT max(run) FROM runs WHERE slug = ?), 0)) + 1",
-                (self.slug, self.slug),
-            ).fetchone()[0]
+            db.execute(
+                "UPDATE batches SET status = ? WHERE slug = ? AND status = ?"
+                " AND (? OR lease_until IS NULL OR lease_until < ?)",
+                (UNCERTAIN, self.slug, IN_FLIGHT, self.db.lock_proves_exit, clock()),
+            )
+            listed = db.execute("SELECT coalesce(max(run), 0) FROM recipients WHERE slug = ?", (self.slug,))
+            planned = db.execute("SELECT coalesce(max(run), 0) FROM runs WHERE slug = ?", (self.slug,))
+            run = max(listed.fetchone()[0], planned.fetchone()[0]) + 1
             first_seq = db.execute("SELECT coalesce(max(seq), 0) FROM recipients").fetchone()[0]
             db.execute(
                 "INSERT INTO runs (slug, run, list, first_seq, started_at) VALUES (?, ?, ?, ?, ?)",
@@ -148,8 +169,9 @@ class Journal:
             seq = db.execute("SELECT coalesce(max(seq), 0) FROM recipients").fetchone()[0]
             db.executemany(
                 "INSERT INTO recipients (seq, slug, email, run, data) VALUES (?, ?, ?, ?, ?)"
-                " ON CONFLICT (slug, email) DO UPDATE SET prev_run = run, run = excluded.run,"
-                " data = CASE WHEN batch IS NULL THEN excluded.data ELSE data END WHERE run < excluded.run",
+                " ON CONFLICT (slug, email) DO UPDATE SET prev_run = recipients.run, run = excluded.run,"
+                " data = CASE WHEN recipients.batch IS NULL THEN excluded.data ELSE recipients.data END"
+                " WHERE recipients.run < excluded.run",
                 [(seq + n, self.slug, key, run, data) for n, (key, data) in enumerate(records, start=1)],
             )
 
@@ -250,11 +272,19 @@ class Journal:
             )
             self._cursor = last + 1
             db.execute(
-                "INSERT INTO batches (slug, id, status, size, first_seq, last_seq, started_at)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?)",
-                (self.slug, batch_id, IN_FLIGHT, len(seqs), first, last, now()),
+                "INSERT INTO batches (slug, id, status, size, first_seq, last_seq, started_at, lease_until, holder)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (self.slug, batch_id, IN_FLIGHT, len(seqs), first, last, now(), clock(self.lease), self.holder),
             )
         return Batch(batch_id, first, last, len(seqs))
+
+    def renew(self) -> None:
+        """Extend the lease of every batch this journal holds in flight (the send does, while it waits)."""
+        with self.store.transaction() as db:
+            db.execute(
+                "UPDATE batches SET lease_until = ? WHERE slug = ? AND status = ? AND holder = ?",
+                (clock(self.lease), self.slug, IN_FLIGHT, self.holder),
+            )
 
     def records(self, batch: Batch) -> list[str]:
         """A batch's recipients as ``record`` wrote them, in list order."""
@@ -264,9 +294,10 @@ class Journal:
         )
         return [data for (data,) in rows]
 
-    def _data_version(self) -> int:
-        """Changes whenever another connection commits: nothing new can be suppressed until one does."""
-        return self.db.execute("PRAGMA data_version").fetchone()[0]
+    def _data_version(self) -> int | None:
+        """Changes whenever another connection commits: nothing new can be suppressed until one
+        does. None where the database cannot tell (a server): then every batch is checked."""
+        return self.db.data_version()
 
     def _next_pending(self, size: int) -> list[int]:
         """The seqs of the next ``size`` pending rows (inside a transaction). Suppressed ones are
@@ -274,7 +305,8 @@ class Journal:
         perhaps): from then on every batch is checked."""
         if self._seen_version is not None and self._data_version() == self._seen_version:
             rows = self.db.execute(
-                "SELECT seq, 0 FROM recipients WHERE seq >= ? AND +slug = ? AND batch IS NULL ORDER BY seq LIMIT ?",
+                "SELECT r.seq, 0 FROM recipients r WHERE r.seq >= ? AND +r.slug = ? AND r.batch IS NULL"
+                " ORDER BY r.seq LIMIT ?" + self.db.claim,
                 (self._cursor, self.slug, size),
             ).fetchall()
         else:
@@ -282,7 +314,7 @@ class Journal:
             while True:
                 rows = self.db.execute(
                     "SELECT r.seq, s.email IS NOT NULL FROM recipients r LEFT JOIN suppressions s ON s.email = r.email"
-                    " WHERE r.seq >= ? AND +r.slug = ? AND r.batch IS NULL ORDER BY r.seq LIMIT ?",
+                    " WHERE r.seq >= ? AND +r.slug = ? AND r.batch IS NULL ORDER BY r.seq LIMIT ?" + self.db.claim,
                     (self._cursor, self.slug, size),
                 ).fetchall()
                 blocked = [(seq,) for seq, suppressed in rows if suppressed]
@@ -295,12 +327,15 @@ class Journal:
         return [seq for seq, _ in rows]
 
     def finish(self, batch_id: int, status: str, message_id: str | None = None, error: str | None = None) -> None:
-        """Record SendGrid's answer for a batch, sent or failed: one row, committed at once."""
+        """Record SendGrid's answer for a batch, sent or failed: one row, committed at once. A
+        batch another run took for uncertain once its lease ended takes the answer too; one whose
+        recipients were queued again since keeps its record (they belong to a newer batch)."""
         stamp = now()
         with self.store.transaction() as db:
             db.execute(
-                "UPDATE batches SET status = ?, message_id = ?, error = ?, finished_at = ? WHERE slug = ? AND id = ?",
-                (status, message_id, error, stamp, self.slug, batch_id),
+                "UPDATE batches SET status = ?, message_id = ?, error = ?, finished_at = ? WHERE slug = ? AND id = ?"
+                " AND status IN (?, ?)",
+                (status, message_id, error, stamp, self.slug, batch_id, IN_FLIGHT, UNCERTAIN),
             )
             db.execute("UPDATE sends SET last_batch_at = ? WHERE slug = ?", (stamp, self.slug))
 
@@ -357,10 +392,10 @@ class Journal:
     def counts(self) -> dict[str, int]:
         found = dict.fromkeys(STATUSES, 0)
         for status, count in self.db.execute(
-            "SELECT status, sum(size) FROM batches WHERE slug = ? AND status != ? GROUP BY status",
-            (self.slug, REQUEUED),
+            f"SELECT {EFFECTIVE}, sum(b.size) FROM batches b WHERE b.slug = ? AND b.status != ? GROUP BY 1",
+            (clock(), self.slug, REQUEUED),
         ):
-            found[status] = count
+            found[status] = int(count)
         rows = self.db.execute("SELECT count(*) FROM recipients WHERE slug = ?", (self.slug,)).fetchone()[0]
         found[PENDING] = rows - sum(found.values())  # a row is pending unless a batch (not requeued) holds it
         return found
@@ -406,10 +441,19 @@ class Journal:
         return [
             BatchInfo(*row)
             for row in self.db.execute(
-                "SELECT id, size, coalesce(error, '') FROM batches WHERE slug = ? AND status = ? ORDER BY id",
-                (self.slug, status),
+                f"SELECT b.id, b.size, coalesce(b.error, '') FROM batches b WHERE b.slug = ? AND {EFFECTIVE} = ?"
+                " ORDER BY b.id",
+                (self.slug, clock(), status),
             )
         ]
+
+    def lease_ends(self) -> str | None:
+        """When the last live lease of a batch in flight ends (ISO 8601), if any is live."""
+        row = self.db.execute(
+            "SELECT max(lease_until) FROM batches WHERE slug = ? AND status = ? AND lease_until >= ?",
+            (self.slug, IN_FLIGHT, clock()),
+        ).fetchone()
+        return row[0] if row else None
 
     def sent_elsewhere(self, run: int) -> int:
         """How many of the sent recipients are not on this run's list (an earlier list had them)."""
@@ -428,8 +472,8 @@ class Journal:
         else:
             rows = self.db.execute(
                 "SELECT r.email FROM recipients r JOIN batches b ON b.slug = r.slug AND b.id = r.batch"
-                " WHERE r.slug = ? AND b.status = ? ORDER BY r.seq",
-                (self.slug, status),
+                f" WHERE r.slug = ? AND {EFFECTIVE} = ? ORDER BY r.seq",
+                (self.slug, clock(), status),
             )
         for (email,) in rows:
             yield email

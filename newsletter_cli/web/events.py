@@ -56,7 +56,7 @@ class EventsEndpoint:
             print(f"newsletter: refused a POST of events: {exc.message}", file=self.log)
             return _answer(start_response, exc.status, {"error": exc.message})
         try:
-            with self._writing, Store.for_folder(self.config.state_dir) as store:
+            with self._writing, Store.for_config(self.config) as store:
                 done = record(store, parsed.events, self.config.unsubscribe_group_id)
         except StoreError as exc:
             print(f"newsletter: could not record SendGrid's events (it will retry): {exc.message}", file=self.log)

@@ -98,7 +98,7 @@ class SignupPages:
         assert self.api is not None
         now = dt.datetime.fromtimestamp(self.clock(), dt.UTC)
         try:
-            with Store.for_folder(self.config.state_dir) as store:
+            with Store.for_config(self.config) as store:
                 asked = ask(store, self.config, self.api, self.secret, fields, ip, now)
         except SignupError as exc:
             keep = {k: fields.get(k, "") for k in ("email", "first_name", "form")}
@@ -133,7 +133,7 @@ class SignupPages:
                 nonce=nonce,
                 csp=policy,
             )
-        with Store.for_folder(self.config.state_dir) as store:
+        with Store.for_config(self.config) as store:
             address = confirm(store, self.config, self.secret, token, self.client_ip(environ), now)
         if address is None:
             return self._page(start_response, "400 Bad Request", "invalid", "Link not valid")

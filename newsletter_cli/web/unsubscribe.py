@@ -44,7 +44,7 @@ class Endpoint:
         self.api = api
         self.log = log or sys.stderr
         self._writing = threading.Lock()  # one writer at a time here: SQLite's own wait is unfair
-        self.pusher = Pusher(config.state_dir, api, self.log) if api is not None else None
+        self.pusher = Pusher(config, api, self.log) if api is not None else None
 
     def close(self) -> None:
         if self.pusher is not None:
@@ -76,7 +76,7 @@ class Endpoint:
         return respond("200 OK", "confirm", "Unsubscribe", address=address, token=token)
 
     def _unsubscribe(self, address: str) -> None:
-        with self._writing, Store.for_folder(self.config.state_dir) as store:
+        with self._writing, Store.for_config(self.config) as store:
             store.suppress([Suppression(address, "unsubscribed", "endpoint")], push=self.pusher is not None)
         if self.pusher is not None:
             self.pusher.wake()
@@ -129,8 +129,8 @@ class Pusher:
     (``pushes``) until SendGrid has taken them, so none is lost when SendGrid is unreachable or
     the server stops; ``unsubscribes sync`` and ``send`` pass on whatever is left."""
 
-    def __init__(self, state_dir: Path, api: SendGrid, log: Any, retry: float = 120.0):
-        self.state_dir = state_dir
+    def __init__(self, config: Config, api: SendGrid, log: Any, retry: float = 120.0):
+        self.config = config
         self.api = api
         self.log = log
         self.retry = retry
@@ -161,7 +161,7 @@ class Pusher:
             if self._stopped.is_set():
                 return
             try:
-                with Store.for_folder(self.state_dir) as store:
+                with Store.for_config(self.config) as store:
                     push_pending(store, self.api)
                 wait = None
             except Stopped:
