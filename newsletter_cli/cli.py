@@ -170,6 +170,84 @@ def init(folder: Path) -> None:
     click.echo("Next: edit newsletter.toml, then run 'newsletter build' on the issue in issues/.")
 
 
+@cli.group("store")
+def store_group() -> None:
+    """Where the folder's state lives: its schema, and moving it to a shared database.
+
+    The state (suppressions, the send journal, events, consents, signups) is in
+    .newsletter/newsletter.db unless [store] url in newsletter.toml, or the
+    NEWSLETTER_DATABASE_URL environment variable, names a PostgreSQL database.
+
+    \b
+    Example:
+        newsletter store copy --to postgresql://newsletter@db.clinic.ca/newsletter
+        newsletter store migrate
+    """
+
+
+@store_group.command("migrate")
+@config_option
+def store_migrate(config_path: Path | None) -> None:
+    """Bring the store to this version's schema (a shared database is never migrated unasked).
+
+    \b
+    Example:
+        newsletter store migrate
+    """
+    from newsletter_cli import store
+
+    config = _config(config_path)
+    where = store.location(config)
+    before, after = store.migrate(where)
+    shown = _store_name(where)
+    if before == after:
+        click.echo(f"{shown}: schema version {after}, already current.")
+    else:
+        click.echo(f"{shown}: schema version {before} -> {after}.")
+
+
+@store_group.command("copy")
+@click.option(
+    "--to",
+    "target",
+    required=True,
+    metavar="URL|FILE",
+    help="An empty PostgreSQL database, postgresql://user@host/db (its password from PGPASSWORD or ~/.pgpass).",
+)
+@config_option
+def store_copy(target: str, config_path: Path | None) -> None:
+    """Copy this folder's state into an empty store, verified by counts; then point [store] url at it.
+
+    \b
+    Example:
+        newsletter store copy --to postgresql://newsletter@db.clinic.ca/newsletter
+    """
+    from newsletter_cli.store import Store, postgres
+    from newsletter_cli.store.copy import copy
+
+    config = _config(config_path)
+    where: Path | str = target if postgres.is_url(target) else Path(target)
+    with Store.for_config(config) as source:
+        result = copy(source, where)
+    shown = _store_name(where)
+    total = sum(result.tables.values())
+    click.echo(f"Copied {total:,} rows into {shown}, and checked them: the same on both sides.")
+    for table, count in result.tables.items():
+        if count:
+            click.echo(f"  {table}: {count:,}")
+    if isinstance(where, str):
+        click.echo(
+            f'Next: add [store] url = "{shown}" to newsletter.toml on every machine (the password stays in '
+            "PGPASSWORD or ~/.pgpass), then run 'newsletter status' to see the same journal."
+        )
+
+
+def _store_name(where: Path | str) -> str:
+    from newsletter_cli.store import postgres
+
+    return postgres.display(where) if isinstance(where, str) else display_path(where)
+
+
 @cli.group()
 def subscribers() -> None:
     """Check the subscriber list.
@@ -803,6 +881,8 @@ def _show_plan(plan: Plan, sender: Sender) -> None:
         skipped.append(f"{plan.failed_left:,} failed earlier (--retry-failed)")
     if plan.uncertain_left:
         skipped.append(f"{plan.uncertain_left:,} uncertain (--resend-uncertain)")
+    if plan.in_flight_left:
+        skipped.append(f"{plan.in_flight_left:,} in flight in a send that stopped or lost the database")
     config = sender.config
     mode = (
         f"SendGrid group {config.unsubscribe_group_id}"
@@ -882,8 +962,9 @@ def _report(outcome: Outcome, issue: Path, again: str) -> tuple[str, int]:
     counts = outcome.counts
     if outcome.stopped or outcome.error is not None:
         unknown = (
-            f", {counts['uncertain']:,} uncertain (perhaps delivered: see 'newsletter status {issue}')"
-            if counts["uncertain"]
+            f", {counts['uncertain'] + counts.get('in_flight', 0):,} uncertain or in flight "
+            f"(perhaps delivered: see 'newsletter status {issue}')"
+            if counts["uncertain"] or counts.get("in_flight")
             else ""
         )
         return (
@@ -898,6 +979,11 @@ def _report(outcome: Outcome, issue: Path, again: str) -> tuple[str, int]:
         problems.append(
             f"{counts['uncertain']:,} uncertain: SendGrid may or may not have accepted them (see "
             f"'newsletter status {issue}'; '{again} --resend-uncertain' mails them again, perhaps twice)"
+        )
+    if counts.get("in_flight"):
+        problems.append(
+            f"{counts['in_flight']:,} in flight in a send that stopped or lost the database: not known yet, "
+            f"and uncertain once its lease ends unless it records SendGrid's answer (see 'newsletter status {issue}')"
         )
     if problems:
         return f"Sent to {outcome.sent:,} in this run; " + "; ".join(problems) + ".", 1

@@ -99,6 +99,44 @@ def spamassassin() -> None:
         pytest.skip("spamassassin not installed")
 
 
+def _require(tool: str) -> None:
+    """Skip for a missing tool, except where .ci/run installed it (NEWSLETTER_REQUIRE_TOOLS)."""
+    if os.environ.get("NEWSLETTER_REQUIRE_TOOLS"):
+        pytest.fail(f"{tool} is missing and NEWSLETTER_REQUIRE_TOOLS is set")
+    pytest.skip(f"{tool} not installed")
+
+
+@pytest.fixture(scope="session")
+def postgres_cluster():
+    """One throwaway PostgreSQL cluster for the session (tests/postgres_cluster.py)."""
+    from .postgres_cluster import Cluster, programs
+
+    found = programs()
+    if found is None:
+        _require("PostgreSQL (initdb)")
+    cluster = Cluster(found).start()
+    yield cluster
+    cluster.stop()
+
+
+@pytest.fixture
+def pg_url(postgres_cluster) -> str:
+    """A new database of the throwaway cluster, at this newsletter's schema."""
+    from newsletter_cli.store import migrate
+
+    url = postgres_cluster.database()
+    migrate(url)
+    return url
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def where(request, tmp_path: Path):
+    """Where a store lives, once for each back end: the SQLite file, or a PostgreSQL database."""
+    if request.param == "sqlite":
+        return tmp_path / "db"
+    return request.getfixturevalue("pg_url")
+
+
 @pytest.fixture
 def browser():
     """Real headless Chromium through Playwright (never a downloaded browser)."""

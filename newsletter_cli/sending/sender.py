@@ -35,7 +35,7 @@ from newsletter_cli.sending.processes import Child
 from newsletter_cli.sending.reader import CHUNK, ListReader
 from newsletter_cli.sending.workers import CRASHED, REFUSED, STOPPED, Answer, Workers, WorkerSpec
 from newsletter_cli.store import LockHeld, SendLock, Store, signups
-from newsletter_cli.store.journal import FAILED, LEASE, PENDING, SENT, UNCERTAIN, Journal
+from newsletter_cli.store.journal import FAILED, IN_FLIGHT, LEASE, PENDING, SENT, UNCERTAIN, Journal
 from newsletter_cli.store.journal import record as journal_record
 
 MAX_CONTENT_BYTES = 10 * 1024 * 1024  # html + text, leaving room under the 30 MB request limit
@@ -92,6 +92,7 @@ class Plan:
     consent_lapsed: int = 0  # rows whose only consent was implied, and has lapsed
     dropped: int = 0  # pending recipients of an earlier run that are no longer on the list
     sent_elsewhere: int = 0  # recipients sent by an earlier run whom this run's list lacks
+    in_flight_left: int = 0  # held by another send whose lease is live (a server's store only)
 
 
 @dataclass(frozen=True)
@@ -300,6 +301,7 @@ class Sender:
         state = self.journal.counts()
         plan = self.plan_for(state, counts, new, learned, run)
         plan.dropped = dropped
+        plan.in_flight_left = state[IN_FLIGHT]
         if gate is not None:
             plan.no_consent, plan.consent_lapsed = gate.no_consent, gate.lapsed
         # rows this run did not list were all sent to, or tried, before; they stay as they are

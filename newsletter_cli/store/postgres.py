@@ -21,6 +21,7 @@ import hashlib
 import os
 import re
 import socket
+import weakref
 from collections.abc import Iterable
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
@@ -62,6 +63,20 @@ class PostgresConnection(Connection):
     def __init__(self, db: Any, url: str):
         self._db = db
         self.name = display(url)
+        _OPEN.add(self)
+
+    def let_go(self) -> None:
+        """In a forked child: drop this process's hold on the parent's session without ending
+        it. Else the server would not see the session end when the parent dies (kill -9), and
+        a send lock would outlive its send for as long as a worker lingers. The socket's number
+        is taken by /dev/null, so no later socket can receive what a stray close writes."""
+        try:
+            fd = self._db.fileno()
+        except Exception:  # closed already
+            return
+        null = os.open(os.devnull, os.O_RDWR)
+        os.dup2(null, fd)
+        os.close(null)
 
     def execute(self, sql: str, parameters: Any = ()) -> Rows:
         try:
@@ -121,6 +136,19 @@ class PostgresConnection(Connection):
             (NAMESPACE + SENDING, _key(slug)),
         ).fetchone()
         return str(row[0]) if row and row[0] else ""
+
+
+_OPEN: weakref.WeakSet[PostgresConnection] = weakref.WeakSet()
+
+
+def _let_go_in_child() -> None:
+    for connection in list(_OPEN):
+        connection.let_go()
+    _OPEN.clear()
+
+
+if hasattr(os, "register_at_fork"):  # POSIX; elsewhere processes are spawned and inherit no socket
+    os.register_at_fork(after_in_child=_let_go_in_child)
 
 
 def _key(slug: str) -> int:
