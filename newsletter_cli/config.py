@@ -27,6 +27,7 @@ DATABASE_URL_ENV = "NEWSLETTER_DATABASE_URL"
 EMAIL_RE = re.compile(r"^[^@\s<>,;\"]+@[^@\s<>,;\"]+\.[^@\s<>,;\"]+$")
 LANGUAGE_RE = re.compile(r"^[A-Za-z]{2,3}(-[A-Za-z0-9]{2,8})*$")
 LOOPBACK_HOSTS = {"localhost", "127.0.0.1", "::1"}
+SECRET_FIELDS = {"store_url"}  # a value that may hold a password is never repeated in an error
 
 
 class UnsubscribeMode(StrEnum):
@@ -356,7 +357,8 @@ def _validate(data: dict[str, Any], text: str) -> tuple[dict[str, Any], list[tup
             try:
                 values[field] = checker(value)
             except ValueError as exc:
-                problems.append((line, f"[{section}] {key}: {exc}, got {value!r}"))
+                got = "" if field in SECRET_FIELDS else f", got {value!r}"
+                problems.append((line, f"[{section}] {key}: {exc}{got}"))
     for section, keys in SCHEMA.items():
         for key, (_, required, _) in keys.items():
             if required and key not in data.get(section, {}):

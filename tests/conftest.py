@@ -90,20 +90,18 @@ def write_issue(folder: Path):
     return write
 
 
-@pytest.fixture
-def spamassassin() -> None:
-    """A local SpamAssassin (Debian's package); .ci/run installs it, so there a skip fails."""
-    if shutil.which("spamassassin") is None:
-        if os.environ.get("NEWSLETTER_REQUIRE_TOOLS"):
-            pytest.fail("spamassassin is missing and NEWSLETTER_REQUIRE_TOOLS is set")
-        pytest.skip("spamassassin not installed")
-
-
 def _require(tool: str) -> None:
     """Skip for a missing tool, except where .ci/run installed it (NEWSLETTER_REQUIRE_TOOLS)."""
     if os.environ.get("NEWSLETTER_REQUIRE_TOOLS"):
         pytest.fail(f"{tool} is missing and NEWSLETTER_REQUIRE_TOOLS is set")
     pytest.skip(f"{tool} not installed")
+
+
+@pytest.fixture
+def spamassassin() -> None:
+    """A local SpamAssassin (Debian's package); .ci/run installs it, so there a skip fails."""
+    if shutil.which("spamassassin") is None:
+        _require("spamassassin")
 
 
 @pytest.fixture(scope="session")
@@ -141,9 +139,7 @@ def where(request, tmp_path: Path):
 def browser():
     """Real headless Chromium through Playwright (never a downloaded browser)."""
     if not Path(CHROMIUM).exists():
-        if os.environ.get("NEWSLETTER_REQUIRE_TOOLS"):
-            pytest.fail(f"{CHROMIUM} is missing and NEWSLETTER_REQUIRE_TOOLS is set")
-        pytest.skip(f"{CHROMIUM} not installed")
+        _require(CHROMIUM)
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as playwright:

@@ -169,9 +169,12 @@ def test_a_killed_sender_s_batches_become_uncertain_when_its_lease_ends_and_anot
     time.sleep(1.1)  # Maria's leases end
     counts = status(team["sam"])
     if counts["uncertain"]:  # Maria's batches in flight: Sam's send said it could not know them
+        last = finished.stdout.splitlines()[-1]
         assert finished.returncode == 1
-        assert "in flight in a send that stopped or lost the database: not known yet" in finished.stdout
-        assert "in flight in a send that stopped or lost the database" in finished.stdout.split("Batches:")[0]
+        # still leased when Sam's send ended, or not (processes start slower where they are spawned)
+        assert "in flight in a send that stopped or lost the database: not known yet" in last or (
+            "uncertain: SendGrid may or may not have accepted them" in last
+        )
     received = mailed(sendgrid, "test")
     assert max(received.values()) == 1, "nobody received the issue twice"
     assert counts["pending"] == 0 and counts["in_flight"] == 0
