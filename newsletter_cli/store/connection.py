@@ -59,6 +59,9 @@ class Connection:
         """Begin a transaction that writes, waiting (up to 10 s) for any other writer to finish."""
         raise NotImplementedError
 
+    def written(self, table: str) -> None:
+        """Many rows of ``table`` were just written: let the planner know, where it needs telling."""
+
     def data_version(self) -> int | None:
         """A number that changes whenever another connection commits; None: not known here."""
         return None

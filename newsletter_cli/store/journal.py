@@ -159,6 +159,7 @@ class Journal:
         start = self._first_seq(run)
         for records in chunks_of_records:  # read outside any transaction: the reader may be slow
             self._write(records, run)
+        self.db.written("recipients")
         new = self.db.execute("SELECT count(*) FROM recipients WHERE seq > ? AND +slug = ?", (start, self.slug))
         listed = self.db.execute("SELECT count(*) FROM recipients WHERE slug = ? AND run = ?", (self.slug, run))
         return new.fetchone()[0], listed.fetchone()[0]

@@ -51,9 +51,12 @@ def display(url: str) -> str:
 
 @functools.lru_cache(maxsize=1024)
 def translate(sql: str) -> str:
-    """SQLite's SQL in PostgreSQL's words: placeholders, and no unary-plus planner hints."""
+    """SQLite's SQL in PostgreSQL's words: placeholders, and its unary-plus hint (walk the
+    ``seq`` range, not the address index) as an expression no index covers, which PostgreSQL's
+    planner otherwise picks too (a batch took 50 ms instead of 2 on 100,000 rows:
+    benchmarks/send_store.py)."""
     sql = sql.replace("%", "%%").replace("?", "%s")
-    return re.sub(r"\+(?=(?:\w+\.)?slug\b)", "", sql)
+    return re.sub(r"\+((?:\w+\.)?slug)\b", r"(\1 || '')", sql)
 
 
 class PostgresConnection(Connection):
@@ -116,6 +119,11 @@ class PostgresConnection(Connection):
     def begin_write(self) -> None:
         self.execute("BEGIN")
         self.execute("SELECT pg_advisory_xact_lock(?, ?)", (NAMESPACE, WRITING))
+
+    def written(self, table: str) -> None:
+        """Fresh statistics: without them the planner took a batch's rows by sorting the whole
+        remaining range (benchmarks/send_store.py: 100,000 recipients sent in 6.4 s, not 2.2)."""
+        self.execute(f"ANALYZE {table}")
 
     def close(self) -> None:
         self._db.close()
