@@ -168,3 +168,17 @@ def test_the_server_going_away_mid_send_loses_nothing_and_the_send_resumes(
     assert counts["pending"] == 0
     assert counts["sent"] + counts["uncertain"] + counts["in_flight"] == 2000
     assert counts["sent"] <= len(received) <= 2000
+
+
+def test_leases_are_kept_on_the_server_s_clock_in_utc_whatever_the_session_s_time_zone(pg_url):
+    """Every machine sharing the store compares leases on one clock, as UTC strings."""
+    from newsletter_cli.store.journal import IN_FLIGHT, Journal, record
+
+    with Store(pg_url) as store:
+        store.db.execute("SET timezone = 'America/Toronto'")
+        journal = Journal(store, "issue")
+        run = journal.start_run("Subject")
+        journal.add([[("a@example.com", record("a@example.com", "", {}))]], run)
+        journal.next_batch(1)
+        assert journal.counts()[IN_FLIGHT] == 1
+        assert store.db.clock().utcoffset().total_seconds() == 0

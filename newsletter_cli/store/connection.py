@@ -7,6 +7,7 @@ translates the few differences. Every failure of either comes out as one StoreEr
 from __future__ import annotations
 
 import contextlib
+import datetime as dt
 from collections.abc import Iterable, Iterator
 from typing import Any, Protocol
 
@@ -61,6 +62,10 @@ class Connection:
 
     def written(self, table: str) -> None:
         """Many rows of ``table`` were just written: let the planner know, where it needs telling."""
+
+    def clock(self) -> dt.datetime:
+        """Now, as the database's machine has it (a server's clock is the one every client shares)."""
+        return dt.datetime.now(dt.UTC)
 
     def data_version(self) -> int | None:
         """A number that changes whenever another connection commits; None: not known here."""

@@ -69,7 +69,7 @@ def record(store: Store, events: Iterable[Event], group_id: int | None) -> Recor
                         event.issue,
                         UNCERTAIN,
                         IN_FLIGHT,
-                        clock(),
+                        clock(store),
                         *key,
                     ),
                 ).rowcount

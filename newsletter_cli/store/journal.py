@@ -98,9 +98,10 @@ class BatchInfo:
     error: str
 
 
-def clock(after: float = 0.0) -> str:
-    """Now (plus ``after`` seconds), to the millisecond: leases are compared as these strings."""
-    return (dt.datetime.now(dt.UTC) + dt.timedelta(seconds=after)).isoformat(timespec="milliseconds")
+def clock(store: Store, after: float = 0.0) -> str:
+    """The database's now (plus ``after`` seconds), to the millisecond: leases are compared as
+    these strings, on one clock for every machine that shares the store."""
+    return (store.db.clock() + dt.timedelta(seconds=after)).isoformat(timespec="milliseconds")
 
 
 def sent_issues(store: Store) -> set[str]:
@@ -133,7 +134,7 @@ class Journal:
             db.execute(
                 "UPDATE batches SET status = ? WHERE slug = ? AND status = ?"
                 " AND (? OR lease_until IS NULL OR lease_until < ?)",
-                (UNCERTAIN, self.slug, IN_FLIGHT, self.db.lock_proves_exit, clock()),
+                (UNCERTAIN, self.slug, IN_FLIGHT, self.db.lock_proves_exit, clock(self.store)),
             )
             listed = db.execute("SELECT coalesce(max(run), 0) FROM recipients WHERE slug = ?", (self.slug,))
             planned = db.execute("SELECT coalesce(max(run), 0) FROM runs WHERE slug = ?", (self.slug,))
@@ -275,7 +276,17 @@ class Journal:
             db.execute(
                 "INSERT INTO batches (slug, id, status, size, first_seq, last_seq, started_at, lease_until, holder)"
                 " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                (self.slug, batch_id, IN_FLIGHT, len(seqs), first, last, now(), clock(self.lease), self.holder),
+                (
+                    self.slug,
+                    batch_id,
+                    IN_FLIGHT,
+                    len(seqs),
+                    first,
+                    last,
+                    now(),
+                    clock(self.store, self.lease),
+                    self.holder,
+                ),
             )
         return Batch(batch_id, first, last, len(seqs))
 
@@ -284,7 +295,7 @@ class Journal:
         with self.store.transaction() as db:
             db.execute(
                 "UPDATE batches SET lease_until = ? WHERE slug = ? AND status = ? AND holder = ?",
-                (clock(self.lease), self.slug, IN_FLIGHT, self.holder),
+                (clock(self.store, self.lease), self.slug, IN_FLIGHT, self.holder),
             )
 
     def records(self, batch: Batch) -> list[str]:
@@ -394,7 +405,7 @@ class Journal:
         found = dict.fromkeys(STATUSES, 0)
         for status, count in self.db.execute(
             f"SELECT {EFFECTIVE}, sum(b.size) FROM batches b WHERE b.slug = ? AND b.status != ? GROUP BY 1",
-            (clock(), self.slug, REQUEUED),
+            (clock(self.store), self.slug, REQUEUED),
         ):
             found[status] = int(count)
         rows = self.db.execute("SELECT count(*) FROM recipients WHERE slug = ?", (self.slug,)).fetchone()[0]
@@ -444,7 +455,7 @@ class Journal:
             for row in self.db.execute(
                 f"SELECT b.id, b.size, coalesce(b.error, '') FROM batches b WHERE b.slug = ? AND {EFFECTIVE} = ?"
                 " ORDER BY b.id",
-                (self.slug, clock(), status),
+                (self.slug, clock(self.store), status),
             )
         ]
 
@@ -452,7 +463,7 @@ class Journal:
         """When the last live lease of a batch in flight ends (ISO 8601), if any is live."""
         row = self.db.execute(
             "SELECT max(lease_until) FROM batches WHERE slug = ? AND status = ? AND lease_until >= ?",
-            (self.slug, IN_FLIGHT, clock()),
+            (self.slug, IN_FLIGHT, clock(self.store)),
         ).fetchone()
         return row[0] if row else None
 
@@ -474,7 +485,7 @@ class Journal:
             rows = self.db.execute(
                 "SELECT r.email FROM recipients r JOIN batches b ON b.slug = r.slug AND b.id = r.batch"
                 f" WHERE r.slug = ? AND {EFFECTIVE} = ? ORDER BY r.seq",
-                (self.slug, clock(), status),
+                (self.slug, clock(self.store), status),
             )
         for (email,) in rows:
             yield email

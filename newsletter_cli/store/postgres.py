@@ -16,6 +16,7 @@ The driver, psycopg 3, is an optional extra: only a store at a ``postgresql://``
 
 from __future__ import annotations
 
+import datetime as dt
 import functools
 import hashlib
 import os
@@ -119,6 +120,10 @@ class PostgresConnection(Connection):
     def begin_write(self) -> None:
         self.execute("BEGIN")
         self.execute("SELECT pg_advisory_xact_lock(?, ?)", (NAMESPACE, WRITING))
+
+    def clock(self) -> dt.datetime:
+        when: dt.datetime = self.execute("SELECT clock_timestamp()").fetchone()[0]
+        return when.astimezone(dt.UTC)  # in the session's zone otherwise: leases compare as UTC strings
 
     def written(self, table: str) -> None:
         """Fresh statistics: without them the planner took a batch's rows by sorting the whole
