@@ -232,3 +232,17 @@ def test_the_consent_share_leaves_out_suppressed_addresses_as_a_send_does(runner
         "code": "consent",
         "message": "50% of the list's 2 addresses have live consent",
     }
+
+
+def test_a_shared_store_that_is_down_or_not_migrated_is_an_error(
+    runner, clinic, dns_server, monkeypatch, postgres_cluster
+):
+    dns_server(GOOD)
+    assert "store" in doctor(runner)[1]["ok"]  # the folder's own file
+    url = postgres_cluster.database()
+    monkeypatch.setenv("NEWSLETTER_DATABASE_URL", url)
+    assert doctor(runner)[1]["error"] == ["store-schema"]
+    assert runner.invoke(cli, ["store", "migrate"]).exit_code == 0
+    assert "store" in doctor(runner)[1]["ok"]
+    monkeypatch.setenv("NEWSLETTER_DATABASE_URL", "postgresql://nobody@127.0.0.1:9/news")
+    assert doctor(runner)[1]["error"] == ["store-unreachable"]

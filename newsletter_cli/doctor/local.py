@@ -1,4 +1,4 @@
-"""What this folder itself decides: the unsubscribe endpoint, and consent across the list."""
+"""What this folder itself decides: the store, the unsubscribe endpoint, and consent across the list."""
 
 from __future__ import annotations
 
@@ -42,6 +42,21 @@ def endpoint(config: Config, probe: bool, timeout: float = 5.0) -> Iterator[Find
         yield Finding(OK, "unsubscribe", f"{url} answers")
     else:
         yield Finding(ERROR, "unsubscribe-status", f"{url} answered {status} to a HEAD")
+
+
+def store(config: Config) -> Iterator[Finding]:
+    """A shared store answers and is at this version's schema (before a send finds out)."""
+    from newsletter_cli.store import Store, StoreError
+
+    if config.store_url is None:
+        yield Finding(OK, "store", "the state is in .newsletter/ in this folder (one computer)")
+        return
+    try:
+        with Store.for_config(config) as opened:
+            yield Finding(OK, "store", f"the state is shared in {opened.name}, which answers and is current")
+    except StoreError as exc:
+        code = "store-schema" if "newsletter store migrate" in exc.message else "store-unreachable"
+        yield Finding(ERROR, code, exc.message)
 
 
 def consent(config: Config) -> Iterator[Finding]:

@@ -32,6 +32,7 @@ def examine(
         found += dns.dkim(lookup, account.dkim)
     else:
         found.append(Finding(WARNING, "dkim-unchecked", "DKIM not checked: it needs SendGrid's list of the records"))
+    found += local.store(config)
     found += local.endpoint(config, probe)
     found += local.consent(config)
     return found
