@@ -10,7 +10,6 @@ and the ratio of the two. Run from the repository root:
 
 from __future__ import annotations
 
-import os
 import shutil
 import sys
 import tempfile
@@ -19,7 +18,7 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 sys.path[:0] = [str(HERE), str(HERE.parent)]
 
-from send_throughput import best, make_folder, measure, row, start_server  # noqa: E402
+from send_throughput import best, make_folder, measure, row, send_env, start_server  # noqa: E402
 
 from newsletter_cli.store import migrate  # noqa: E402
 from tests.postgres_cluster import Cluster, programs  # noqa: E402
@@ -35,15 +34,7 @@ def main(sizes: list[int], delay: float, repeat: int) -> None:
         with tempfile.TemporaryDirectory() as name:
             tmp = Path(name)
             server, url = start_server(delay, tmp)
-            env = {
-                **os.environ,
-                "SENDGRID_API_KEY": "SG.bench",
-                "SENDGRID_API_HOST": url,
-                "NEWSLETTER_SECRET": "bench-secret-0123456789",
-                # the send's doctor pass asks DNS; a refused loopback port answers at once, offline too
-                "NEWSLETTER_DNS_SERVERS": "127.0.0.1:9",
-                "NEWSLETTER_DNS_TIMEOUT": "0.05",
-            }
+            env = send_env(url)
             try:
                 for n in sizes:
                     folder = make_folder(tmp, n)

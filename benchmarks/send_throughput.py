@@ -68,6 +68,19 @@ def start_server(delay: float, tmp: Path) -> tuple[subprocess.Popen, str]:
     return process, f"http://127.0.0.1:{port_file.read_text()}"
 
 
+def send_env(url: str) -> dict[str, str]:
+    """The environment of a benchmarked send: the stand-in at ``url``, and the send's doctor
+    pass asking DNS at a refused loopback port, which answers at once (offline too)."""
+    return {
+        **os.environ,
+        "SENDGRID_API_KEY": "SG.bench",
+        "SENDGRID_API_HOST": url,
+        "NEWSLETTER_SECRET": "bench-secret-0123456789",
+        "NEWSLETTER_DNS_SERVERS": "127.0.0.1:9",
+        "NEWSLETTER_DNS_TIMEOUT": "0.05",
+    }
+
+
 def make_folder(tmp: Path, n: int) -> Path:
     folder = tmp / f"news-{n}"
     (folder / "issues").mkdir(parents=True)
@@ -114,15 +127,7 @@ def main(sizes: list[int], delays: list[float], repeat: int) -> None:
         tmp = Path(name)
         for delay in delays:
             server, url = start_server(delay, tmp)
-            env = {
-                **os.environ,
-                "SENDGRID_API_KEY": "SG.bench",
-                "SENDGRID_API_HOST": url,
-                "NEWSLETTER_SECRET": "bench-secret-0123456789",
-                # the send's doctor pass asks DNS; a refused loopback port answers at once, offline too
-                "NEWSLETTER_DNS_SERVERS": "127.0.0.1:9",
-                "NEWSLETTER_DNS_TIMEOUT": "0.05",
-            }
+            env = send_env(url)
             try:
                 for n in sizes:
                     folder = make_folder(tmp / f"d{delay}", n)
