@@ -203,3 +203,12 @@ def test_senders_claiming_batches_at_once_never_share_a_recipient(where):
     everyone = [email for part in claimed for email in part]
     assert errors == []
     assert len(everyone) == len(set(everyone)) == 3000
+
+
+def test_a_cell_with_a_nul_byte_is_journaled_with_a_space_on_either_back_end(where):
+    """PostgreSQL's text holds no NUL; a list exported by a broken tool may."""
+    _, journal, _ = journal_with(where, [])
+    run = journal.start_run("Subject")
+    journal.add([[("a@example.com", record("a@example.com", "A\x00B", {"city": "To\x00ronto"}))]], run)
+    [data] = journal.records(journal.next_batch(1))
+    assert decode(data) == Recipient("a@example.com", "A B", {"city": "To ronto"})

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, TypeVar
 from newsletter_cli.config import DATABASE_URL_ENV
 from newsletter_cli.store import postgres, sqlite
 from newsletter_cli.store.connection import Connection, StoreError, Transaction
-from newsletter_cli.store.lock import FileSendLock, SendLock, ServerSendLock
+from newsletter_cli.store.lock import FileSendLock, LockHeld, SendLock, ServerSendLock
 from newsletter_cli.store.schema import REASONS, SQLITE
 
 if TYPE_CHECKING:
@@ -101,8 +101,6 @@ class Store:
 
     def send_lock_held(self, slug: str) -> bool:
         """Whether a send of the issue holds its lock now (without waiting)."""
-        from newsletter_cli.store.lock import LockHeld
-
         if self.path is not None and not (self.path.parent / f"send-{slug}.lock").exists():
             return False
         try:
