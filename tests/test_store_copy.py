@@ -88,3 +88,14 @@ def test_a_shared_store_copies_back_into_a_file(runner, newsletter, pg_url, monk
     assert copied.exit_code == 0, copied.output
     with Store(tmp_path / "backup.db") as backup:
         assert [s.email for s in backup.suppressions()] == ["a@example.com", "b@example.com"]
+
+
+def test_no_copy_while_a_send_is_running(runner, newsletter, sendgrid, pg_url):
+    (newsletter / "subscribers.csv").write_text("email\na@example.com\n", encoding="utf-8")
+    assert runner.invoke(cli, ["send", "issues/test.md", "--yes"]).exit_code == 0
+    with Store.for_folder(newsletter / ".newsletter") as store, store.send_lock("test"):  # as a running send holds it
+        refused = runner.invoke(cli, ["store", "copy", "--to", pg_url])
+    assert refused.exit_code == 1
+    assert "a send of test is running: let it finish (or stop it) before copying" in refused.output
+    with Store(pg_url) as target:
+        assert target.db.execute("SELECT count(*) FROM sends").fetchone()[0] == 0

@@ -56,6 +56,10 @@ class Connection:
     def in_transaction(self) -> bool:
         raise NotImplementedError
 
+    def begin_snapshot(self) -> None:
+        """Begin a transaction that only reads, and sees the database as it was at its start."""
+        raise NotImplementedError
+
     def begin_write(self) -> None:
         """Begin a transaction that writes, waiting (up to 10 s) for any other writer to finish."""
         raise NotImplementedError

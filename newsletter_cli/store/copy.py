@@ -46,11 +46,19 @@ def copy(source: Store, target_where: Path | str) -> Copied:
     """Copy everything in ``source`` into the (empty) store at ``target_where``."""
     if source.where == target_where:
         raise StoreError("is the store this folder already uses: name another one to copy to", source.name)
+    migrate(target_where)
+    source.db.begin_snapshot()  # an unsubscribe arriving meanwhile is in the copy whole, or not at all
+    try:
+        return _copy(source, target_where)
+    finally:
+        source.db.execute("ROLLBACK")
+
+
+def _copy(source: Store, target_where: Path | str) -> Copied:
     slugs = [slug for (slug,) in source.db.execute("SELECT slug FROM sends ORDER BY slug")]
     running = [slug for slug in slugs if source.send_lock_held(slug)]
     if running:
         raise StoreError(f"a send of {running[0]} is running: let it finish (or stop it) before copying", source.name)
-    migrate(target_where)
     counts = {table: _count(source, table) for table in TABLES}
     with Store(target_where) as target:
         full = [table for table in TABLES if _count(target, table)]

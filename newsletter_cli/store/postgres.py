@@ -117,6 +117,9 @@ class PostgresConnection(Connection):
 
         return self._db.info.transaction_status in (TransactionStatus.INTRANS, TransactionStatus.INERROR)
 
+    def begin_snapshot(self) -> None:
+        self.execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
+
     def begin_write(self) -> None:
         self.execute("BEGIN")
         self.execute("SELECT pg_advisory_xact_lock(?, ?)", (NAMESPACE, WRITING))

@@ -50,6 +50,10 @@ class SQLiteConnection(Connection):
     def in_transaction(self) -> bool:
         return self._db.in_transaction
 
+    def begin_snapshot(self) -> None:
+        self.execute("BEGIN")
+        self.execute("SELECT count(*) FROM sqlite_master")  # WAL: the snapshot starts at the first read
+
     def begin_write(self) -> None:
         self.execute("BEGIN IMMEDIATE")
 
