@@ -182,3 +182,18 @@ def test_leases_are_kept_on_the_server_s_clock_in_utc_whatever_the_session_s_tim
         journal.next_batch(1)
         assert journal.counts()[IN_FLIGHT] == 1
         assert store.db.clock().utcoffset().total_seconds() == 0
+
+
+def test_a_server_that_says_no_is_told_apart_from_one_that_cannot_be_reached(
+    runner, folder, postgres_cluster, monkeypatch
+):
+    monkeypatch.setenv(
+        "NEWSLETTER_DATABASE_URL", postgres_cluster.url("nosuchdb").replace("newsletter@", "newsletter:pw@")
+    )
+    result = runner.invoke(cli, ["unsubscribes", "list"])
+    assert result.exit_code == 1
+    assert result.output == (
+        f'Error: {postgres.display(postgres_cluster.url("nosuchdb"))}: refused the connection (database "nosuchdb" '
+        "does not exist): check the address in [store] url or NEWSLETTER_DATABASE_URL, and the password "
+        "(PGPASSWORD or ~/.pgpass)\n"
+    )

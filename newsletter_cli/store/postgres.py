@@ -261,6 +261,13 @@ def failure(exc: Exception, name: str) -> StoreError:
         )
     if isinstance(exc, errors.InsufficientPrivilege):
         return StoreError(f"the database user may not do this ({first}): ask whoever runs the database", name)
+    refused = re.search(r"FATAL:\s*(.*)", first) if isinstance(exc, _driver().OperationalError) else None
+    if refused:  # the server answered, and said no: a wrong name, user or password, not a network
+        return StoreError(
+            f"refused the connection ({refused.group(1)}): check the address in [store] url or "
+            f"NEWSLETTER_DATABASE_URL, and the password (PGPASSWORD or ~/.pgpass)",
+            name,
+        )
     if isinstance(exc, _driver().OperationalError):
         return StoreError(
             f"cannot reach the database ({first}): nothing of the unfinished step was recorded; what was "
