@@ -25,7 +25,17 @@ if os.environ.get("NEWSLETTER_PORTABLE"):
     import sitecustomize  # noqa: F401
 EXAMPLE_ISSUE = REPO / "issues" / "2022-12-baby-botox.md"
 CHROMIUM = "/usr/bin/chromium"
-SECRET_VARS = ("SENDGRID_API_KEY", "SENDGRID_API_HOST", "NEWSLETTER_SECRET")
+# removed from every test's environment: a developer's own key, secret or team database (which
+# a test would otherwise write into) never reaches a test
+SECRET_VARS = (
+    "SENDGRID_API_KEY",
+    "SENDGRID_API_HOST",
+    "NEWSLETTER_SECRET",
+    "NEWSLETTER_DATABASE_URL",
+    "NEWSLETTER_SEND_LEASE",
+    "PGPASSWORD",
+    "PGSERVICE",
+)
 
 MINIMAL_CONFIG = """\
 [newsletter]
