@@ -1046,9 +1046,10 @@ def status(issue: Path, as_json: bool, state: str | None, config_path: Path | No
     if result["running"]:
         click.echo(f"A send is running: {result['in_flight']:,} in flight.")
     elif result["in_flight"]:
+        on = f" on {', '.join(result['in_flight_holders'])}" if result["in_flight_holders"] else ""
         click.echo(
-            f"{result['in_flight']:,} in flight in a send that no longer holds the lock (stopped, or cut off from "
-            f"the database): uncertain from {result['lease_ends']} unless it records their answer first."
+            f"{result['in_flight']:,} in flight in a send{on} that no longer holds the lock (stopped, or cut off "
+            f"from the database): uncertain from {result['lease_ends']} unless it records their answer first."
         )
     if result["scheduled_at"]:
         click.echo(

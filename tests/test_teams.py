@@ -183,3 +183,26 @@ def test_a_killed_sender_s_batches_become_uncertain_when_its_lease_ends_and_anot
     uncertain = set(run(team["sam"], "status", ISSUE, "--addresses", "uncertain").stdout.split())
     assert len(uncertain) == counts["uncertain"]
     assert set(received) - uncertain <= set(run(team["sam"], "status", ISSUE, "--addresses", "sent").stdout.split())
+
+
+def test_status_names_the_machine_whose_send_holds_batches_in_flight_without_the_lock(team, pg_url):
+    """Maria's laptop lost the database mid-batch: Sam's status says whose batches they are, and
+    when they become uncertain, rather than calling them sent, failed or uncertain already."""
+    import os
+    import socket
+
+    from newsletter_cli.store.journal import Journal, record
+
+    with Store(pg_url) as store:  # as Maria's send left it
+        journal = Journal(store, "test")
+        number = journal.start_run("News", str(team["maria"] / "subscribers.csv"))
+        journal.add([[("a@example.com", record("a@example.com", "", {}))]], number)
+        journal.settle(number)
+        journal.record_skips(number, 1, 0, 0, 0)
+        journal.next_batch(1)
+    shown = run(team["sam"], "status", ISSUE)
+    counts = status(team["sam"])
+    assert (counts["in_flight"], counts["uncertain"], counts["running"]) == (1, 0, False)
+    assert f"1 in flight in a send on {socket.gethostname()} (pid {os.getpid()}) that no longer holds the lock" in (
+        shown.stdout
+    )

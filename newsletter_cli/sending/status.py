@@ -65,6 +65,7 @@ def status(config: Config, slug: str, now: dt.datetime | None = None) -> dict[st
             "in_flight": in_flight if held else 0,
             "running": running,
             "lease_ends": _local(dt.datetime.fromisoformat(ends)) if held and (ends := journal.lease_ends()) else None,
+            "in_flight_holders": journal.holders() if held else [],
             "scheduled_at": _local(when) if ahead and when else None,
             "cancel_until": _local(deadline(when)) if ahead and when else None,
             "cancelled_at": schedule.cancelled_at if schedule else None,

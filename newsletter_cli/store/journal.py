@@ -467,6 +467,18 @@ class Journal:
         ).fetchone()
         return row[0] if row else None
 
+    def holders(self) -> list[str]:
+        """Which sends hold live leases on batches in flight, as "host (pid N)"."""
+        rows = self.db.execute(
+            "SELECT DISTINCT holder FROM batches WHERE slug = ? AND status = ? AND lease_until >= ? ORDER BY 1",
+            (self.slug, IN_FLIGHT, clock(self.store)),
+        )
+        shown = []
+        for (holder,) in rows:
+            host, _, rest = (holder or "").partition(" pid ")
+            shown.append(f"{host} (pid {rest.split()[0]})" if rest else host)
+        return shown
+
     def sent_elsewhere(self, run: int) -> int:
         """How many of the sent recipients are not on this run's list (an earlier list had them)."""
         return self.db.execute(

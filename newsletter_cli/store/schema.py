@@ -113,7 +113,7 @@ SQLITE: tuple[str, ...] = (
         basis TEXT,                              -- implied: purchase, inquiry, published, ...
         method TEXT NOT NULL,                    -- web double opt-in, paper form, ...; how withdrawn
         source TEXT NOT NULL,                    -- a form, a file, a suppression's source
-        wording TEXT,                            -- SHA-256 of the words consented to (wordings/)
+        wording TEXT,                            -- SHA-256 of the words consented to (wordings)
         occurred_at TEXT NOT NULL,               -- when given or withdrawn (ISO 8601, UTC)
         confirmed_at TEXT,
         expires_at TEXT,                         -- implied consent's lapse
