@@ -1,7 +1,7 @@
-import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 
-from newsletter_cli.store import Store, StoreError, Suppression
+from newsletter_cli.store import Store, Suppression
 from newsletter_cli.store.journal import (
     FAILED,
     IN_FLIGHT,
@@ -183,25 +183,17 @@ def test_senders_claiming_batches_at_once_never_share_a_recipient(where):
     """Three connections claiming from one issue's pending rows (as senders on three machines
     would): every row is claimed, none twice."""
     store, _, _ = journal_with(where, [f"u{i}@example.com" for i in range(3000)])
-    claimed: list[list[int]] = [[], [], []]
-    errors: list[str] = []
 
-    def claim(n: int) -> None:
+    def claim(_: int) -> list[str]:
         with Store(store.where) as mine:
             journal = Journal(mine, "issue")
-            try:
-                while (batch := journal.next_batch(37)) is not None:
-                    claimed[n].extend(decode(r).email for r in journal.records(batch))
-            except StoreError as exc:
-                errors.append(exc.message)
+            claimed: list[str] = []
+            while (batch := journal.next_batch(37)) is not None:
+                claimed.extend(decode(r).email for r in journal.records(batch))
+            return claimed
 
-    threads = [threading.Thread(target=claim, args=(n,)) for n in range(3)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    everyone = [email for part in claimed for email in part]
-    assert errors == []
+    with ThreadPoolExecutor(3) as senders:  # a StoreError in any is raised here
+        everyone = [email for part in senders.map(claim, range(3)) for email in part]
     assert len(everyone) == len(set(everyone)) == 3000
 
 
