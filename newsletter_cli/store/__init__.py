@@ -16,7 +16,6 @@ lock that keeps one send of an issue at a time. All SQL lives in this package.
 
 from newsletter_cli.store.connection import StoreError
 from newsletter_cli.store.database import (
-    DATABASE_URL_ENV,
     DB_NAME,
     MIGRATIONS,
     REASONS,
@@ -32,7 +31,6 @@ from newsletter_cli.store.lock import LockHeld, SendLock
 from newsletter_cli.store.sqlite import failure
 
 __all__ = [
-    "DATABASE_URL_ENV",
     "DB_NAME",
     "MIGRATIONS",
     "REASONS",

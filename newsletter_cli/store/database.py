@@ -12,7 +12,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, TypeVar
 
-from newsletter_cli.config import DATABASE_URL_ENV
 from newsletter_cli.store import postgres, sqlite
 from newsletter_cli.store.connection import Connection, StoreError, Transaction
 from newsletter_cli.store.lock import FileSendLock, LockHeld, SendLock, ServerSendLock
@@ -20,8 +19,6 @@ from newsletter_cli.store.schema import REASONS, SQLITE
 
 if TYPE_CHECKING:
     from newsletter_cli.config import Config
-
-__all__ = ["DATABASE_URL_ENV", "DB_NAME", "Store", "StoreError", "Suppression"]
 
 T = TypeVar("T")
 DB_NAME = "newsletter.db"

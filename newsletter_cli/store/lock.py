@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from newsletter_cli.errors import NewsletterError
+from newsletter_cli.store.connection import StoreError
 
 if TYPE_CHECKING:
     from newsletter_cli.store.postgres import PostgresConnection
@@ -77,7 +78,5 @@ class ServerSendLock(SendLock):
     def close(self) -> None:
         if self._db is not None:
             db, self._db = self._db, None
-            from newsletter_cli.store.connection import StoreError
-
             with contextlib.suppress(StoreError):  # the session is gone, and its lock with it
                 db.send_unlock(self.slug)

@@ -53,9 +53,8 @@ def display(url: str) -> str:
 @functools.lru_cache(maxsize=1024)
 def translate(sql: str) -> str:
     """SQLite's SQL in PostgreSQL's words: placeholders, and its unary-plus hint (walk the
-    ``seq`` range, not the address index) as an expression no index covers, which PostgreSQL's
-    planner otherwise picks too (a batch took 50 ms instead of 2 on 100,000 rows:
-    benchmarks/send_store.py)."""
+    ``seq`` range, not the address index) as an expression no index covers: PostgreSQL's
+    planner otherwise walks the address index for every batch too (benchmarks/send_store.py)."""
     sql = sql.replace("%", "%%").replace("?", "%s")
     return re.sub(r"\+((?:\w+\.)?slug)\b", r"(\1 || '')", sql)
 
@@ -137,7 +136,7 @@ class PostgresConnection(Connection):
 
     def written(self, table: str) -> None:
         """Fresh statistics: without them the planner took a batch's rows by sorting the whole
-        remaining range (benchmarks/send_store.py: 100,000 recipients sent in 6.4 s, not 2.2)."""
+        remaining range (benchmarks/send_store.py)."""
         self.execute(f"ANALYZE {table}")
 
     def close(self) -> None:
@@ -202,11 +201,9 @@ def connect(url: str, readonly: bool = False) -> PostgresConnection:
     except psycopg.Error as exc:
         raise failure(exc, name) from None
     db = PostgresConnection(raw, url)
-    db.execute(f"SET lock_timeout = '{LOCK_WAIT}'")
-    for setting, value in (("tcp_keepalives_idle", 20), ("tcp_keepalives_interval", 5), ("tcp_keepalives_count", 4)):
-        db.execute(f"SET {setting} = {value}")
-    if readonly:
-        db.execute("SET default_transaction_read_only = on")
+    settings = [f"lock_timeout = '{LOCK_WAIT}'", "tcp_keepalives_idle = 20", "tcp_keepalives_interval = 5"]
+    settings += ["tcp_keepalives_count = 4"] + (["default_transaction_read_only = on"] if readonly else [])
+    db.executescript("; ".join(f"SET {setting}" for setting in settings))  # one round trip for all
     return db
 
 
