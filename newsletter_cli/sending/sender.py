@@ -144,6 +144,7 @@ class Sender:
         self.config = config
         self.options = options
         self.environ = os.environ if environ is None else environ
+        self.lease = lease_from(self.environ)
         if not 1 <= options.batch_size <= MAX_BATCH:
             raise SendError(f"--batch-size must be between 1 and {MAX_BATCH}")
         if options.concurrency < 1:
@@ -177,15 +178,6 @@ class Sender:
         self.store = Store.for_config(self.config)
         self.journal = Journal(self.store, self.slug, lease=self.lease)
         return self
-
-    @property
-    def lease(self) -> float:
-        """How long a batch in flight stays this send's without a renewal (NEWSLETTER_SEND_LEASE
-        shortens it in tests)."""
-        try:
-            return max(0.5, float(self.environ.get(LEASE_ENV, LEASE)))
-        except ValueError:
-            raise SendError(f"{LEASE_ENV} must be a number of seconds") from None
 
     def __exit__(self, *exc: object) -> None:
         if self._lock is not None:
@@ -515,6 +507,15 @@ class Sender:
             error = "" if answer.outcome == SENT else answer.message
             progress = Progress(answer.batch, size, answer.outcome, error, outcome.sent, outcome.failed, total)
             on_batch(replace(progress, uncertain=outcome.uncertain))
+
+
+def lease_from(environ: Mapping[str, str]) -> float:
+    """How long a batch in flight stays a send's without a renewal (NEWSLETTER_SEND_LEASE
+    shortens it in tests)."""
+    try:
+        return max(0.5, float(environ.get(LEASE_ENV, LEASE)))
+    except ValueError:
+        raise SendError(f"{LEASE_ENV} must be a number of seconds") from None
 
 
 def render_and_check(
