@@ -8,7 +8,7 @@ import json
 
 from newsletter_cli.cli import cli
 from newsletter_cli.store import Store, postgres
-from newsletter_cli.store.consents import history, wording
+from newsletter_cli.store.consents import history, keep_wording, wording
 
 WORDS = "Yes, send me the clinic's monthly newsletter."
 
@@ -99,3 +99,15 @@ def test_no_copy_while_a_send_is_running(runner, newsletter, sendgrid, pg_url):
     assert "a send of test is running: let it finish (or stop it) before copying" in refused.output
     with Store(pg_url) as target:
         assert target.db.execute("SELECT count(*) FROM sends").fetchone()[0] == 0
+
+
+def test_a_wording_kept_both_as_an_old_file_and_in_the_store_is_copied_once(runner, newsletter, pg_url):
+    with Store.for_folder(newsletter / ".newsletter") as store:
+        digest = keep_wording(store, WORDS)
+    (newsletter / ".newsletter" / "wordings").mkdir()
+    (newsletter / ".newsletter" / "wordings" / f"{digest}.txt").write_text(WORDS + "\n")
+    copied = runner.invoke(cli, ["store", "copy", "--to", pg_url])
+    assert copied.exit_code == 0, copied.output
+    assert "  wordings: 1" in copied.output.splitlines()
+    with Store(pg_url) as target:
+        assert wording(target, digest) == WORDS + "\n"

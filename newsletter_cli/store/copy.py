@@ -71,11 +71,10 @@ def _copy(source: Store, target_where: Path | str) -> Copied:
             for table in TABLES:
                 columns, rows = _rows(source, table)
                 _write(target, table, columns, rows)
-            for digest, text in legacy_wordings(source).items():
-                db.execute(
-                    "INSERT INTO wordings (hash, text) VALUES (?, ?) ON CONFLICT (hash) DO NOTHING", (digest, text)
-                )
-            counts["wordings"] = _count(source, "wordings") + len(legacy_wordings(source))
+            kept = {digest for (digest,) in source.db.execute("SELECT hash FROM wordings")}
+            older = {digest: text for digest, text in legacy_wordings(source).items() if digest not in kept}
+            db.executemany("INSERT INTO wordings (hash, text) VALUES (?, ?)", older.items())
+            counts["wordings"] += len(older)
             if isinstance(db, postgres.PostgresConnection):
                 for table, column in IDENTITY.items():
                     db.execute(
