@@ -118,3 +118,18 @@ def test_a_full_disk_is_one_line_saying_what_to_do():
         "newsletter.db: the disk is full, so nothing more could be recorded: free some space and run the same "
         "command again (what was recorded before stands)"
     )
+
+
+def test_store_migrate_on_the_folder_s_own_file_says_from_which_version(runner, folder):
+    from newsletter_cli.cli import cli
+
+    (folder / ".newsletter").mkdir()
+    db = sqlite3.connect(folder / ".newsletter" / "newsletter.db")
+    db.executescript(MIGRATIONS[0] + "; PRAGMA user_version = 1;")
+    db.close()
+    assert runner.invoke(cli, ["store", "migrate"]).output == (
+        f".newsletter/newsletter.db: schema version 1 -> {len(MIGRATIONS)}.\n"
+    )
+    assert runner.invoke(cli, ["store", "migrate"]).output == (
+        f".newsletter/newsletter.db: schema version {len(MIGRATIONS)}, already current.\n"
+    )

@@ -6,7 +6,6 @@ in one database, an embedded SQLite file by default or a PostgreSQL server a tea
 from __future__ import annotations
 
 import datetime as dt
-import sqlite3
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -228,16 +227,7 @@ def migrate(where: Path | str) -> tuple[int, int]:
             return postgres.migrate(server)
         finally:
             server.close()
-    path = Path(where)
-    before = 0
-    if path.exists() and path.stat().st_size:
-        try:
-            with sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True) as raw:
-                before = raw.execute("PRAGMA user_version").fetchone()[0]
-        except sqlite3.Error as exc:
-            raise sqlite.failure(exc, path) from None
-    Store(path).close()
-    return before, len(SQLITE)
+    return sqlite.migrate_file(Path(where))
 
 
 def chunks(items: Iterable[T], size: int) -> Iterator[list[T]]:

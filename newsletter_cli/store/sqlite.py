@@ -85,6 +85,19 @@ def open_file(path: Path, readonly: bool = False) -> SQLiteConnection:
         raise StoreError(f"cannot create the state database: {exc.strerror or exc}", path) from None
 
 
+def migrate_file(path: Path) -> tuple[int, int]:
+    """Make or migrate the file (as opening it does), saying from which version."""
+    before = 0
+    if path.exists():
+        reader = open_file(path, readonly=True)
+        try:
+            before = version(reader)
+        finally:
+            reader.close()
+    open_file(path).close()
+    return before, len(SQLITE)
+
+
 def version(db: SQLiteConnection) -> int:
     return int(db.execute("PRAGMA user_version").fetchone()[0])
 
