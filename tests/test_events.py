@@ -373,3 +373,30 @@ def test_signed_events_of_any_shape_get_200_or_400_never_a_5xx(folder, items):
     statuses: list[str] = []
     site({**environ, "wsgi.input": io.BytesIO(body)}, lambda status, headers: statuses.append(status))
     assert statuses in (["200 OK"], ["400 Bad Request"])
+
+
+def test_an_event_settles_a_batch_whose_lease_ended_but_not_one_still_leased(where):
+    """A batch left in flight by a send that died is uncertain once its lease ends: a delivery
+    event then shows it accepted. One still leased belongs to a send that will record it."""
+    import time
+
+    from newsletter_cli.store import events as stored
+    from newsletter_cli.store.journal import IN_FLIGHT, SENT, Journal, record
+
+    with Store(where) as store:
+        journal = Journal(store, "issue")
+        run = journal.start_run("Subject")
+        journal.add([[(a, record(a, "", {})) for a in ("a@example.com", "b@example.com")]], run)
+        journal.settle(run)
+        journal.lease = 0.01
+        journal.next_batch(1)
+        journal.lease = 60
+        journal.next_batch(1)
+        time.sleep(0.05)
+        found = stored.record(
+            store,
+            [Event(f"e-{a}", a, "delivered", 1_700_000_000, issue="issue") for a in ("a@example.com", "b@example.com")],
+            None,
+        )
+        assert found.settled == 1
+        assert (journal.counts()[SENT], journal.counts()[IN_FLIGHT]) == (1, 1)

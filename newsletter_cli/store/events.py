@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 from newsletter_cli.events.rules import Event, accepted, suppression
 from newsletter_cli.store.database import CHUNK, Store, Suppression, chunks, now, withdraw
-from newsletter_cli.store.journal import IN_FLIGHT, SENT, UNCERTAIN, clock
+from newsletter_cli.store.journal import EFFECTIVE, SENT, UNCERTAIN, clock
 
 
 @dataclass(frozen=True)
@@ -28,6 +28,7 @@ def record(store: Store, events: Iterable[Event], group_id: int | None) -> Recor
     events = list(events)
     new = suppressed = settled = 0
     stamp = now()
+    leases_at = clock(store)  # a batch whose lease ended by now counts as uncertain
     with store.transaction() as db:
         fresh: list[Event] = []
         for chunk in chunks(events, CHUNK):
@@ -58,20 +59,11 @@ def record(store: Store, events: Iterable[Event], group_id: int | None) -> Recor
                 suppressed += added
             if accepted(event):
                 key = (event.issue, event.email)
-                settled += db.execute(
-                    "UPDATE batches SET status = ?, settled = ?, finished_at = coalesce(finished_at, ?)"
-                    " WHERE slug = ? AND (status = ? OR (status = ? AND lease_until < ?))"
-                    " AND id = (SELECT batch FROM recipients WHERE slug = ? AND email = ?)",
-                    (
-                        SENT,
-                        f"a {event.event} event for {event.email}",
-                        stamp,
-                        event.issue,
-                        UNCERTAIN,
-                        IN_FLIGHT,
-                        clock(store),
-                        *key,
-                    ),
+                settled += db.execute(  # an uncertain batch, or one whose lease has ended (EFFECTIVE)
+                    "UPDATE batches AS b SET status = ?, settled = ?, finished_at = coalesce(finished_at, ?)"
+                    f" WHERE b.slug = ? AND {EFFECTIVE} = ?"
+                    " AND b.id = (SELECT batch FROM recipients WHERE slug = ? AND email = ?)",
+                    (SENT, f"a {event.event} event for {event.email}", stamp, event.issue, leases_at, UNCERTAIN, *key),
                 ).rowcount
     return Recorded(new, len(events) - new, suppressed, settled)
 
