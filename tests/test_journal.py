@@ -138,7 +138,7 @@ def test_a_batch_in_flight_whose_lease_ends_counts_as_uncertain_until_its_answer
     assert list(journal.addresses_with(UNCERTAIN)) == ["a@example.com"]
     journal.finish(lapsed.id, SENT, message_id="m1")  # the answer came after all: it is what happened
     assert journal.counts() == {SENT: 1, PENDING: 1, FAILED: 0, UNCERTAIN: 0, IN_FLIGHT: 1}
-    assert journal.lease_ends() is not None and live.id not in [b.id for b in journal.batches_with(UNCERTAIN)]
+    assert journal.live_leases()[0] is not None and live.id not in [b.id for b in journal.batches_with(UNCERTAIN)]
 
 
 def test_a_renewed_lease_keeps_a_slow_batch_in_flight(where):

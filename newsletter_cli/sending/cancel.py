@@ -75,5 +75,4 @@ def _locked(store: Store, slug: str) -> SendLock:
     try:
         return store.send_lock(slug)
     except LockHeld as held:
-        where = f" ({held.holder})" if held.holder else ""
-        raise SendError(f"a 'newsletter send' of {slug} is running{where}: stop it first (Ctrl-C)") from None
+        raise SendError(f"a 'newsletter send' of {slug} is running{held.where}: stop it first (Ctrl-C)") from None

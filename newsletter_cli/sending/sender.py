@@ -198,8 +198,7 @@ class Sender:
         try:
             self._lock = self.store.send_lock(self.slug)
         except LockHeld as held:
-            where = f" ({held.holder})" if held.holder else ""
-            raise SendError(f"another 'newsletter send' of {self.slug} is running{where}") from None
+            raise SendError(f"another 'newsletter send' of {self.slug} is running{held.where}") from None
 
     def render(self) -> tuple[Rendered, list[str]]:
         """The email and its check errors, rendered here (the dry run does)."""

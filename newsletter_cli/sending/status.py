@@ -45,6 +45,7 @@ def status(config: Config, slug: str, now: dt.datetime | None = None) -> dict[st
         # on a server, until the send's lease ends (it may be posting from a machine cut off)
         held = running or not store.db.lock_proves_exit
         in_flight = counts.pop(IN_FLIGHT)
+        ends, holders = journal.live_leases() if held else (None, [])
         schedule = journal.schedule()
         when = dt.datetime.fromisoformat(schedule.send_at) if schedule and not schedule.cancelled_at else None
         ahead = when is not None and when > (now or dt.datetime.now(dt.UTC))
@@ -64,8 +65,8 @@ def status(config: Config, slug: str, now: dt.datetime | None = None) -> dict[st
             "not_on_list": summary["not_on_list"],
             "in_flight": in_flight if held else 0,
             "running": running,
-            "lease_ends": _local(dt.datetime.fromisoformat(ends)) if held and (ends := journal.lease_ends()) else None,
-            "in_flight_holders": journal.holders() if held else [],
+            "lease_ends": _local(dt.datetime.fromisoformat(ends)) if ends else None,
+            "in_flight_holders": holders,
             "scheduled_at": _local(when) if ahead and when else None,
             "cancel_until": _local(deadline(when)) if ahead and when else None,
             "cancelled_at": schedule.cancelled_at if schedule else None,

@@ -117,7 +117,9 @@ class Journal:
         self.store = store
         self.slug = slug
         self.lease = lease
-        self.holder = f"{socket.gethostname()} pid {os.getpid()} {secrets.token_hex(3)}"
+        # who takes and renews this journal's batches: shown without the token, which tells
+        # apart two journals of one process
+        self.holder = f"{socket.gethostname()} (pid {os.getpid()}) {secrets.token_hex(3)}"
         self._seen_version: int | None = None  # the store's data_version when suppressions were last applied
         self._cursor = 0  # no pending row of this issue has a smaller seq
 
@@ -459,25 +461,16 @@ class Journal:
             )
         ]
 
-    def lease_ends(self) -> str | None:
-        """When the last live lease of a batch in flight ends (ISO 8601), if any is live."""
-        row = self.db.execute(
-            "SELECT max(lease_until) FROM batches WHERE slug = ? AND status = ? AND lease_until >= ?",
-            (self.slug, IN_FLIGHT, clock(self.store)),
-        ).fetchone()
-        return row[0] if row else None
-
-    def holders(self) -> list[str]:
-        """Which sends hold live leases on batches in flight, as "host (pid N)"."""
+    def live_leases(self) -> tuple[str | None, list[str]]:
+        """When the last live lease of a batch in flight ends (ISO 8601; None: none is live),
+        and which sends hold them, as "host (pid N)"."""
         rows = self.db.execute(
-            "SELECT DISTINCT holder FROM batches WHERE slug = ? AND status = ? AND lease_until >= ? ORDER BY 1",
+            "SELECT holder, max(lease_until) FROM batches WHERE slug = ? AND status = ? AND lease_until >= ?"
+            " GROUP BY holder ORDER BY holder",
             (self.slug, IN_FLIGHT, clock(self.store)),
-        )
-        shown = []
-        for (holder,) in rows:
-            host, _, rest = (holder or "").partition(" pid ")
-            shown.append(f"{host} (pid {rest.split()[0]})" if rest else host)
-        return shown
+        ).fetchall()
+        ends = max((until for _, until in rows), default=None)
+        return ends, [holder.rsplit(" ", 1)[0] for holder, _ in rows if holder]
 
     def sent_elsewhere(self, run: int) -> int:
         """How many of the sent recipients are not on this run's list (an earlier list had them)."""

@@ -33,6 +33,11 @@ class LockHeld(NewsletterError):
         super().__init__(message)
         self.holder = holder
 
+    @property
+    def where(self) -> str:
+        """`` (the holder)`` for a message, or nothing where the holder is not known."""
+        return f" ({self.holder})" if self.holder else ""
+
 
 class SendLock:
     """Held from creation until ``close()``; raises LockHeld when another process holds it."""
