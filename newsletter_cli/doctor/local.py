@@ -55,8 +55,7 @@ def store(config: Config) -> Iterator[Finding]:
         with Store.for_config(config) as opened:
             yield Finding(OK, "store", f"the state is shared in {opened.name}, which answers and is current")
     except StoreError as exc:
-        code = "store-schema" if "newsletter store migrate" in exc.message else "store-unreachable"
-        yield Finding(ERROR, code, exc.message)
+        yield Finding(ERROR, exc.code or "store-unreachable", exc.message)
 
 
 def consent(config: Config) -> Iterator[Finding]:

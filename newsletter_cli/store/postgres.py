@@ -222,6 +222,7 @@ def check_version(db: PostgresConnection) -> None:
             f"is schema version {found}, newer than this newsletter understands ({len(POSTGRESQL)}): "
             "upgrade newsletter on this machine",
             db.name,
+            code="store-schema",
         )
     if found < len(POSTGRESQL):
         what = "has no newsletter tables yet" if found == 0 else f"is schema version {found}"
@@ -229,6 +230,7 @@ def check_version(db: PostgresConnection) -> None:
             f"{what}; this newsletter needs version {len(POSTGRESQL)}: run 'newsletter store migrate' "
             "(once, after every machine that shares it runs this version of newsletter)",
             db.name,
+            code="store-schema",
         )
 
 
